@@ -1,0 +1,30 @@
+"""Timing helpers shared by the benchmarks: compiled functions, medians, one device."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import jax
+
+
+def time_jitted(fn: Callable, *args, repeats: int = 5, warmup: int = 1) -> float:
+  """Median wall-clock seconds of one call of a jitted `fn(*args)`, results awaited.
+
+  The warm-up calls compile and are not timed. The median resists a noisy shared machine
+  better than the mean.
+  """
+  for _ in range(warmup):
+    jax.block_until_ready(fn(*args))
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def describe_device() -> str:
+  device = jax.devices()[0]
+  return f'{device.platform}: {getattr(device, "device_kind", device)} x{jax.device_count()}'

@@ -1,0 +1,44 @@
+"""The command lines the README gives, run as a user would, in subprocesses."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(*args):
+  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2')
+  result = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result.stdout
+
+
+def test_train_py_prints_the_configured_network():
+  out = run('train.py', '--config=configs/default.py', '--config.model.variant=torchvision')
+  assert "AlexNet variant='torchvision' image_size=224" in out
+  assert 'total parameters        61,100,840' in out
+
+
+def test_train_py_rejects_a_bad_variant():
+  env = dict(os.environ, PYTHONPATH=ROOT)
+  result = subprocess.run([sys.executable, 'train.py', '--config.model.variant=vgg'], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=300)
+  assert result.returncode != 0
+  assert "Unknown AlexNet variant 'vgg'" in result.stderr
+
+
+@pytest.mark.parametrize('module,args,last_line', [
+    ('benchmarks.lrn', ['--batch=2', '--repeats=1'],
+     r'banded_vs_reduce_window_fwd=[\d.]+x banded_vs_reduce_window_fwd_bwd=[\d.]+x'),
+    ('benchmarks.grouped_conv', ['--batch=1', '--repeats=1'],
+     r'grouped_layers_split_vs_xla=[\d.]+x model_split_vs_xla=[\d.]+x'),
+])
+def test_benchmarks_run_and_their_forms_agree(module, args, last_line):
+  # Each benchmark asserts that the forms it times give the same numbers before it reports.
+  out = run('-m', module, *args)
+  assert re.fullmatch(last_line, out.strip().splitlines()[-1])

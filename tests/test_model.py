@@ -1,0 +1,225 @@
+"""The network against the reference facts of ALEXNET.md: sizes, shapes, init, dropout."""
+
+import contextlib
+import io
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from alexnet_jax import model as model_lib
+from alexnet_jax.model import AlexNet, count_params, layer_table, min_image_size
+
+
+def abstract(variant='paper', **kwargs):
+  """The model with shapes only: fast, and enough for counting and tracing."""
+  return nnx.eval_shape(lambda: AlexNet(variant, rngs=nnx.Rngs(0), **kwargs))
+
+
+@pytest.mark.parametrize('variant,params', [
+    ('paper', 60_965_224),
+    ('paper_ungrouped', 62_378_344),
+    ('torchvision', 61_100_840),
+])
+def test_parameter_counts(variant, params):
+  assert count_params(abstract(variant)) == params
+
+
+def test_paper_layer_shapes_at_227():
+  rows = {r.name: r.output_shape for r in layer_table(abstract('paper'))}
+  spatial = [rows[name][0] for name in
+             ('conv1', 'pool1', 'conv2', 'pool2', 'conv3', 'conv4', 'conv5', 'pool5')]
+  assert spatial == [55, 27, 27, 13, 13, 13, 13, 6]
+  assert rows['conv1'] == (55, 55, 96) and rows['lrn1'] == (55, 55, 96)
+  assert rows['pool5'] == (6, 6, 256) and rows['fc6'] == (4096,) and rows['fc8'] == (1000,)
+
+
+def test_multiply_adds_match_reference():
+  # ALEXNET.md, per layer in millions of multiply-adds (paper grouped net at 227).
+  reference = {'conv1': 105.4, 'conv2': 223.9, 'conv3': 149.5, 'conv4': 112.1,
+               'conv5': 74.8, 'fc6': 37.7, 'fc7': 16.8, 'fc8': 4.1}
+  rows = layer_table(abstract('paper'))
+  macs = {r.name: r.macs for r in rows}
+  assert {name: round(macs[name] / 1e6, 1) for name in reference} == reference
+  assert round(sum(macs.values()) / 1e6, 1) == 724.4
+  torchvision = sum(r.macs for r in layer_table(abstract('torchvision')))
+  assert round(torchvision / 1e6, 1) == 714.2
+
+
+@pytest.mark.parametrize('variant', sorted(model_lib.ARCHITECTURES))
+@pytest.mark.parametrize('image_size', [None, 67, 100, 256])
+def test_traced_shapes_follow_the_shape_arithmetic(variant, image_size):
+  model = abstract(variant, image_size=image_size)
+  traced = {r.name: r.output_shape[0] for r in layer_table(model) if len(r.output_shape) == 3}
+  steps = model_lib.spatial_steps(model.arch, model.image_size)
+  assert {s.name: s.size for s in steps} == {n: s for n, s in traced.items()
+                                             if not n.startswith('lrn')}
+  # fc6 is sized from the final feature map.
+  final = steps[-1].size
+  assert model.fc6.kernel.shape == (final * final * model.arch.convs[-1].features, 4096)
+
+
+def test_minimum_image_size():
+  assert min_image_size('paper') == 67
+  assert min_image_size('paper_ungrouped') == 67
+  assert min_image_size('torchvision') == 63
+  with pytest.raises(ValueError, match='smallest input .* is 67'):
+    AlexNet('paper', image_size=66, rngs=nnx.Rngs(0))
+  model = AlexNet('paper', num_classes=10, image_size=67, rngs=nnx.Rngs(0))
+  assert model.fc6.kernel.shape == (256, 4096)  # a 1x1x256 final map
+  model.eval()
+  logits = model(jnp.ones((2, 67, 67, 3)))
+  assert logits.shape == (2, 10) and bool(jnp.all(jnp.isfinite(logits)))
+
+
+def test_bad_arguments_name_the_problem():
+  with pytest.raises(ValueError, match=r"Unknown AlexNet variant 'vgg'.*'paper'"):
+    AlexNet('vgg', rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="Unknown init 'xavier'"):
+    AlexNet('paper', image_size=67, init='xavier', rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="grouped_conv must be 'split' or 'xla'"):
+    AlexNet('paper', image_size=67, grouped_conv='cudnn', rngs=nnx.Rngs(0))
+  model = AlexNet('paper', num_classes=10, image_size=67, rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match=r'takes images of shape \(N, 67, 67, 3\), got \(1, 64, 64, 3\)'):
+    model(jnp.ones((1, 64, 64, 3)))
+
+
+def biases(model):
+  return {name: np.asarray(layer.bias[...]) for name, layer in model.named_layers()}
+
+
+def kernels(model):
+  return {name: np.asarray(layer.kernel[...]) for name, layer in model.named_layers()}
+
+
+def test_paper_init():
+  model = AlexNet('paper', rngs=nnx.Rngs(0))
+  ones = {'conv2', 'conv4', 'conv5', 'fc6', 'fc7'}
+  for name, bias in biases(model).items():
+    np.testing.assert_array_equal(bias, 1.0 if name in ones else 0.0, err_msg=name)
+  for name, kernel in kernels(model).items():
+    # N(0, 0.01): the sample std of >= 34,848 draws is within 2% of 0.01.
+    assert abs(kernel.std() - 0.01) < 2e-4, name
+    assert abs(kernel.mean()) < 4 * 0.01 / math.sqrt(kernel.size), name
+
+
+def test_he_init():
+  model = AlexNet('paper', init='he', rngs=nnx.Rngs(0))
+  for name, bias in biases(model).items():
+    np.testing.assert_array_equal(bias, 0.0, err_msg=name)
+  for name, kernel in kernels(model).items():
+    fan_in = math.prod(kernel.shape[:-1])  # grouped kernels: kh * kw * in / groups
+    assert abs(kernel.std() / math.sqrt(2.0 / fan_in) - 1) < 0.03, name
+
+
+def test_kernels_have_nnx_conv_grouped_layout():
+  model = abstract('paper')
+  assert model.conv1.kernel.shape == (11, 11, 3, 96)
+  assert model.conv2.kernel.shape == (5, 5, 48, 256)
+  assert model.conv3.kernel.shape == (3, 3, 256, 384)
+  assert model.conv4.kernel.shape == (3, 3, 192, 384)
+  assert model.conv5.kernel.shape == (3, 3, 192, 256)
+  assert isinstance(model.conv2, nnx.Conv) and model.conv2.feature_group_count == 2
+  assert isinstance(model.fc6, nnx.Linear)
+
+
+def test_grouped_conv_implementations_give_the_same_network():
+  images = jax.random.uniform(jax.random.key(1), (2, 227, 227, 3), minval=-1, maxval=1)
+  outputs = {}
+  for impl in ('split', 'xla'):
+    model = AlexNet('paper', num_classes=10, init='he', grouped_conv=impl, rngs=nnx.Rngs(0))
+    model.eval()
+    captured = {}
+    model(images, capture=captured)
+    outputs[impl] = captured
+  conv1 = outputs['split']['conv1']
+  np.testing.assert_array_equal(np.asarray(conv1), np.asarray(outputs['xla']['conv1']))
+  for name in ('conv2', 'conv4', 'conv5', 'fc8'):
+    np.testing.assert_allclose(np.asarray(outputs['split'][name]),
+                               np.asarray(outputs['xla'][name]), rtol=1e-4, atol=1e-4,
+                               err_msg=name)
+  assert float(jnp.std(outputs['split']['fc8'])) > 0  # the comparison saw a live signal
+
+
+def test_eval_is_deterministic_and_train_drops_at_the_configured_rate():
+  rate = 0.3
+  model = AlexNet('paper', num_classes=10, image_size=67, dropout_rate=rate,
+                  rngs=nnx.Rngs(params=0, dropout=1))
+  images = jax.random.uniform(jax.random.key(2), (64, 67, 67, 3))
+
+  model.eval()
+  first, second = {}, {}
+  a, b = model(images, capture=first), model(images, capture=second)
+  np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  # Under the paper init fc6's bias is 1, so before dropout no unit is exactly zero.
+  assert float(jnp.mean(first['fc6'] == 0)) == 0.0
+
+  model.train()
+  first, second = {}, {}
+  a, b = model(images, capture=first), model(images, capture=second)
+  assert not np.array_equal(np.asarray(a), np.asarray(b))  # a fresh mask each call
+  dropped = float(jnp.mean(first['fc6'] == 0))
+  # 64 x 4096 units: the dropped fraction is within 1% of the rate (sd 0.0023).
+  assert abs(dropped - rate) < 0.01, dropped
+  assert model.dropout7.rate == rate
+  # Kept units are scaled by 1 / (1 - rate), so eval and train agree in expectation.
+  model.eval()
+  reference = {}
+  model(images, capture=reference)
+  kept = first['fc6'] != 0
+  np.testing.assert_allclose(np.asarray(first['fc6'][kept]),
+                             np.asarray(reference['fc6'][kept] / (1 - rate)), rtol=1e-5)
+
+
+def test_torchvision_variant_drops_out_fc_inputs():
+  model = AlexNet('torchvision', num_classes=10, image_size=63, dropout_rate=0.5,
+                  rngs=nnx.Rngs(0))
+  assert not hasattr(model, 'lrn1')
+  model.train()
+  captured = {}
+  model(jnp.ones((8, 63, 63, 3)), capture=captured)
+  # The captured fc6 output is taken after its ReLU and before dropout7 in this variant.
+  assert float(jnp.mean(captured['fc6'] == 0)) < 0.2
+
+
+def test_bfloat16_computation_with_float32_parameters():
+  images = jax.random.uniform(jax.random.key(3), (4, 67, 67, 3), minval=-1, maxval=1)
+  outputs = {}
+  for dtype in (jnp.float32, jnp.bfloat16):
+    model = AlexNet('paper', num_classes=10, image_size=67, dtype=dtype, init='he',
+                    rngs=nnx.Rngs(0))
+    model.eval()
+    captured = {}
+    outputs[dtype] = (model(images, capture=captured), captured)
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
+  logits16, captured16 = outputs[jnp.bfloat16]
+  assert logits16.dtype == jnp.float32
+  assert captured16['conv1'].dtype == jnp.bfloat16 and captured16['lrn1'].dtype == jnp.bfloat16
+  logits32 = outputs[jnp.float32][0]
+  scale = float(jnp.max(jnp.abs(logits32)))
+  np.testing.assert_allclose(np.asarray(logits16), np.asarray(logits32), atol=0.05 * scale)
+
+
+def test_summary_command_prints_the_reference_totals():
+  out = io.StringIO()
+  with contextlib.redirect_stdout(out):
+    model_lib.main(['--variant=paper'])
+  text = out.getvalue()
+  assert 'total parameters        60,965,224' in text
+  assert 'total multiply-adds     724,406,816' in text
+  assert '(227 + 2*0 - 11) // 4 + 1 = 55' in text
+  conv_lines = [line for line in text.splitlines() if line.startswith('conv')]
+  assert [line.split()[0] for line in conv_lines] == ['conv1', 'conv2', 'conv3', 'conv4', 'conv5']
+
+
+def test_package_imports_without_tensorflow():
+  # The model must run on machines with jax alone (accelerator hosts, Colab without TF).
+  import subprocess
+  import sys
+  code = ('import sys, alexnet_jax.model, alexnet_jax.layers; '
+          'from alexnet_jax import AlexNet; '
+          'assert "tensorflow" not in sys.modules, "alexnet_jax imported tensorflow"')
+  subprocess.run([sys.executable, '-c', code], check=True)
