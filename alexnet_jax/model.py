@@ -212,7 +212,7 @@ class AlexNet(nnx.Module):
     """Logits (N, num_classes) in float32 for images x (N, H, W, 3).
 
     capture: if a dict is given, each layer's output is stored in it under the layer's name
-      (conv1, lrn1, pool1, ..., fc8), after the ReLU for conv and fc layers.
+      (conv1, lrn1, pool1, ..., dropout6, ..., fc8), conv and fc outputs after their ReLU.
     """
     expected = (self.image_size, self.image_size, 3)
     if x.ndim != 4 or tuple(x.shape[1:]) != expected:
@@ -233,13 +233,13 @@ class AlexNet(nnx.Module):
       if spec.pool:
         x = emit(f'pool{i}', layers.max_pool(x, POOL_WINDOW, POOL_STRIDE))
     x = x.reshape((x.shape[0], -1))
-    for fc, dropout in ((self.fc6, self.dropout6), (self.fc7, self.dropout7)):
+    for n in (6, 7):
+      fc, dropout = getattr(self, f'fc{n}'), getattr(self, f'dropout{n}')
       if self.arch.dropout_before_fc:
-        x = dropout(x)
-      x = nnx.relu(fc(x))
+        x = emit(f'dropout{n}', dropout(x))
+      x = emit(f'fc{n}', nnx.relu(fc(x)))
       if not self.arch.dropout_before_fc:
-        x = dropout(x)
-      emit('fc6' if fc is self.fc6 else 'fc7', x)
+        x = emit(f'dropout{n}', dropout(x))
     return emit('fc8', self.fc8(x)).astype(jnp.float32)
 
   def named_layers(self) -> Iterator[tuple[str, nnx.Module]]:
@@ -304,11 +304,11 @@ def format_table(model: AlexNet) -> str:
       f'num_classes={model.num_classes}',
       'Spatial size out of a conv or pool layer: floor((in + 2*padding - window) / stride) + 1',
       '',
-      f'{"layer":<7}{"output":>16}{"params":>14}{"mult-adds":>16}   shape arithmetic',
+      f'{"layer":<9}{"output":>14}{"params":>14}{"mult-adds":>16}   shape arithmetic',
   ]
   for r in rows:
     shape = ' x '.join(map(str, r.output_shape))
-    lines.append(f'{r.name:<7}{shape:>16}{r.params:>14,}{r.macs:>16,}   {r.arithmetic}')
+    lines.append(f'{r.name:<9}{shape:>14}{r.params:>14,}{r.macs:>16,}   {r.arithmetic}'.rstrip())
   total_params = sum(r.params for r in rows)
   total_macs = sum(r.macs for r in rows)
   lines += [

@@ -9,8 +9,6 @@ The last line is machine-readable: ratios > 1 mean 'split' is faster.
 
 from __future__ import annotations
 
-import argparse
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,7 +17,7 @@ from flax import nnx
 
 from alexnet_jax.layers import split_group_conv
 from alexnet_jax.model import AlexNet
-from benchmarks.common import describe_device, time_jitted
+from benchmarks.common import parse_args, time_jitted
 
 # The grouped layers of the paper net at 227x227: (input H=W, in channels, out channels, kernel).
 LAYERS = {'conv2': (27, 96, 256, 5), 'conv4': (13, 384, 384, 3), 'conv5': (13, 384, 256, 3)}
@@ -77,12 +75,7 @@ def model_times(batch: int, dtype: str, repeats: int) -> dict[str, float]:
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--batch', type=int, default=32)
-  parser.add_argument('--dtype', default='float32', choices=['float32', 'bfloat16'])
-  parser.add_argument('--repeats', type=int, default=3)
-  args = parser.parse_args()
-  print(f'device {describe_device()}, batch {args.batch}, {args.dtype}')
+  args = parse_args(__doc__, batch=32, repeats=3)
   layers = layer_times(args.batch, args.dtype, args.repeats)
   model = model_times(args.batch, args.dtype, args.repeats)
   print(f'grouped_layers_split_vs_xla={layers["xla"] / layers["split"]:.2f}x '

@@ -10,14 +10,12 @@ matrix. The last line is machine-readable: ratios > 1 would mean the band matrix
 
 from __future__ import annotations
 
-import argparse
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from alexnet_jax.layers import local_response_norm
-from benchmarks.common import describe_device, time_jitted
+from benchmarks.common import parse_args, time_jitted
 
 SHAPES = {'lrn1': (55, 55, 96), 'lrn2': (27, 27, 256)}
 
@@ -42,12 +40,7 @@ FORMS = {'reduce_window': local_response_norm, 'banded_matmul': banded_matmul_lr
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--batch', type=int, default=128)
-  parser.add_argument('--dtype', default='float32', choices=['float32', 'bfloat16'])
-  parser.add_argument('--repeats', type=int, default=5)
-  args = parser.parse_args()
-  print(f'device {describe_device()}, batch {args.batch}, {args.dtype}')
+  args = parse_args(__doc__, batch=128, repeats=5)
 
   totals = {(form, pass_): 0.0 for form in FORMS for pass_ in ('fwd', 'fwd+bwd')}
   for layer, shape in SHAPES.items():

@@ -3,6 +3,9 @@
 import contextlib
 import io
 import math
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -154,35 +157,32 @@ def test_eval_is_deterministic_and_train_drops_at_the_configured_rate():
   first, second = {}, {}
   a, b = model(images, capture=first), model(images, capture=second)
   np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-  # Under the paper init fc6's bias is 1, so before dropout no unit is exactly zero.
-  assert float(jnp.mean(first['fc6'] == 0)) == 0.0
+  np.testing.assert_array_equal(np.asarray(first['dropout6']), np.asarray(first['fc6']))
 
   model.train()
   first, second = {}, {}
   a, b = model(images, capture=first), model(images, capture=second)
   assert not np.array_equal(np.asarray(a), np.asarray(b))  # a fresh mask each call
-  dropped = float(jnp.mean(first['fc6'] == 0))
-  # 64 x 4096 units: the dropped fraction is within 1% of the rate (sd 0.0023).
-  assert abs(dropped - rate) < 0.01, dropped
-  assert model.dropout7.rate == rate
-  # Kept units are scaled by 1 / (1 - rate), so eval and train agree in expectation.
-  model.eval()
-  reference = {}
-  model(images, capture=reference)
-  kept = first['fc6'] != 0
-  np.testing.assert_allclose(np.asarray(first['fc6'][kept]),
-                             np.asarray(reference['fc6'][kept] / (1 - rate)), rtol=1e-5)
+  for n in (6, 7):
+    before, after = first[f'fc{n}'], first[f'dropout{n}']
+    dropped = (after == 0) & (before != 0)
+    # 64 x 4096 units: the dropped fraction is within 1% of the rate (sd 0.0023).
+    assert abs(float(jnp.sum(dropped) / jnp.sum(before != 0)) - rate) < 0.01, n
+    # Kept units are scaled by 1 / (1 - rate), so eval and train agree in expectation.
+    kept = after != 0
+    np.testing.assert_allclose(np.asarray(after[kept]), np.asarray(before[kept] / (1 - rate)),
+                               rtol=1e-6)
 
 
-def test_torchvision_variant_drops_out_fc_inputs():
-  model = AlexNet('torchvision', num_classes=10, image_size=63, dropout_rate=0.5,
-                  rngs=nnx.Rngs(0))
-  assert not hasattr(model, 'lrn1')
-  model.train()
-  captured = {}
-  model(jnp.ones((8, 63, 63, 3)), capture=captured)
-  # The captured fc6 output is taken after its ReLU and before dropout7 in this variant.
-  assert float(jnp.mean(captured['fc6'] == 0)) < 0.2
+def test_dropout_placement_follows_each_variant():
+  order = {}
+  for variant in ('paper', 'torchvision'):
+    names = [r.name for r in layer_table(abstract(variant))]
+    order[variant] = names[names.index('pool5') + 1:]
+  # The paper drops out fc6's and fc7's outputs; torchvision their inputs.
+  assert order['paper'] == ['fc6', 'dropout6', 'fc7', 'dropout7', 'fc8']
+  assert order['torchvision'] == ['dropout6', 'fc6', 'dropout7', 'fc7', 'fc8']
+  assert not hasattr(abstract('torchvision'), 'lrn1')
 
 
 def test_bfloat16_computation_with_float32_parameters():
@@ -217,9 +217,14 @@ def test_summary_command_prints_the_reference_totals():
 
 def test_package_imports_without_tensorflow():
   # The model must run on machines with jax alone (accelerator hosts, Colab without TF).
-  import subprocess
-  import sys
   code = ('import sys, alexnet_jax.model, alexnet_jax.layers; '
           'from alexnet_jax import AlexNet; '
           'assert "tensorflow" not in sys.modules, "alexnet_jax imported tensorflow"')
   subprocess.run([sys.executable, '-c', code], check=True)
+
+
+def test_readme_shows_the_current_layer_table():
+  readme = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'README.md')
+  with open(readme) as f:
+    text = f.read()
+  assert model_lib.format_table(abstract('paper')) in text
