@@ -114,8 +114,8 @@ def split_group_conv(lhs, rhs, window_strides, padding, *, feature_group_count=1
   """`lax.conv_general_dilated` computing each channel group as its own convolution.
 
   Same numbers as `feature_group_count=G` (input channel block g meets output channel
-  block g), but XLA:CPU runs G ungrouped convolutions several times faster, the backward
-  pass especially (benchmarks/grouped_conv.py). Passed to `nnx.Conv(conv_general_dilated=...)`,
+  block g), but faster forward and backward: 6.7x on XLA:CPU, 1.5x on an H200, over the
+  paper net's grouped layers (benchmarks/grouped_conv.py, README). Passed to `nnx.Conv(conv_general_dilated=...)`,
   so the module's kernel keeps nnx.Conv's (kh, kw, in/G, out) layout.
   """
   if feature_group_count == 1:

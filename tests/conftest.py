@@ -1,6 +1,17 @@
-"""Test set-up: keep TensorFlow (used only as a reference here) off any GPU and quiet."""
+"""Shared fixtures."""
 
 import os
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-os.environ.setdefault('CUDA_VISIBLE_DEVICES', '')
+import pytest
+
+
+@pytest.fixture(scope='session')
+def tf():
+  """TensorFlow as a reference implementation, kept off any GPU so that JAX keeps it all.
+
+  Skips where TensorFlow is not installed (accelerator machines that carry jax alone).
+  """
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  tensorflow = pytest.importorskip('tensorflow')
+  tensorflow.config.set_visible_devices([], 'GPU')
+  return tensorflow

@@ -19,12 +19,14 @@ def run(*args):
 
 
 def test_train_py_prints_the_configured_network():
+  pytest.importorskip('ml_collections')
   out = run('train.py', '--config=configs/default.py', '--config.model.variant=torchvision')
   assert "AlexNet variant='torchvision' image_size=224" in out
   assert 'total parameters        61,100,840' in out
 
 
 def test_train_py_rejects_a_bad_variant():
+  pytest.importorskip('ml_collections')
   env = dict(os.environ, PYTHONPATH=ROOT)
   result = subprocess.run([sys.executable, 'train.py', '--config.model.variant=vgg'], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=300)

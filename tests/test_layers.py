@@ -47,8 +47,7 @@ def test_lrn_matches_paper_formula_loop(channels):
 
 
 @pytest.mark.parametrize('beta', [0.75, 0.5])
-def test_lrn_matches_tensorflow(beta):
-  tf = pytest.importorskip('tensorflow')
+def test_lrn_matches_tensorflow(tf, beta):
   x = activations((2, 6, 5, 40), seed=1)
   want = tf.nn.local_response_normalization(x, depth_radius=2, bias=2.0, alpha=1e-4, beta=beta)
   got = local_response_norm(jnp.asarray(x), size=5, alpha=1e-4, beta=beta, k=2.0)
