@@ -55,7 +55,7 @@ def local_response_norm(
     raise ValueError(f'LRN groups={groups} does not divide the {channels} channels.')
   if divide_alpha_by_size:
     alpha = alpha / size
-  # At least float32: a bfloat16 sum of squares and power err by up to 3 bf16 ulps.
+  # At least float32: computed in bfloat16 it errs by 8.7e-3 relative, over twice bf16 rounding.
   x32 = x.astype(jnp.promote_types(x.dtype, jnp.float32))
   squares = jnp.square(x32)
   sums = _window_sum(squares, size, groups)
