@@ -115,8 +115,9 @@ def split_group_conv(lhs, rhs, window_strides, padding, *, feature_group_count=1
 
   Same numbers as `feature_group_count=G` (input channel block g meets output channel
   block g), but faster forward and backward: 6.7x on XLA:CPU, 1.5x on an H200, over the
-  paper net's grouped layers (benchmarks/grouped_conv.py, README). Passed to `nnx.Conv(conv_general_dilated=...)`,
-  so the module's kernel keeps nnx.Conv's (kh, kw, in/G, out) layout.
+  paper net's grouped layers (benchmarks/grouped_conv.py, README). Passed to
+  `nnx.Conv(conv_general_dilated=...)`, so the module's kernel keeps nnx.Conv's
+  (kh, kw, in/G, out) layout.
   """
   if feature_group_count == 1:
     return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding,

@@ -172,10 +172,11 @@ class AlexNet(nnx.Module):
   ):
     arch = _architecture(variant)
     image_size = arch.default_image_size if image_size is None else image_size
-    if image_size < min_image_size(variant):
+    smallest = min_image_size(variant)
+    if image_size < smallest:
       raise ValueError(
           f'image_size={image_size} is too small for AlexNet variant {variant!r}: the smallest '
-          f'input that leaves every layer a 1x1 output is {min_image_size(variant)}.')
+          f'input that leaves every layer a 1x1 output is {smallest}.')
     if grouped_conv not in ('split', 'xla'):
       raise ValueError(f"grouped_conv must be 'split' or 'xla', got {grouped_conv!r}.")
     if not 0.0 <= dropout_rate < 1.0:
