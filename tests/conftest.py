@@ -15,3 +15,14 @@ def tf():
   tensorflow = pytest.importorskip('tensorflow')
   tensorflow.config.set_visible_devices([], 'GPU')
   return tensorflow
+
+
+@pytest.fixture(scope='session')
+def shapes_data_dir(tf, tmp_path_factory):
+  """A TFDS data_dir holding the embedded `shapes` data set, built once per session through
+  the same `open_source` call the pipeline makes (about 10 s)."""
+  pytest.importorskip('tensorflow_datasets')
+  from alexnet_jax import sources
+  data_dir = str(tmp_path_factory.mktemp('tfds'))
+  sources.open_source('shapes', data_dir=data_dir)
+  return data_dir

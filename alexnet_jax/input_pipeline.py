@@ -1,0 +1,178 @@
+"""tf.data pipelines: this host's part of a split, preprocessed as the paper does, in batches.
+
+    train: read -> [cache] -> shuffle -> repeat -> number -> decode, 256 square, random
+           crop, flip, lighting draw -> drop undecodable -> batch -> prefetch
+    eval:  read -> number -> decode, 256 square, centre crop or 10 crops -> drop undecodable
+           -> pad to whole batches with masked examples -> batch -> prefetch
+
+Batches hold uint8 images and what the device needs to finish preprocessing
+(`alexnet_jax.device_input.normalize`): crop offsets, mirror flags, lighting offsets. Every
+example is numbered ('position' in the training stream, 'index' in the eval split) so that
+`SkipCounter` can count the images that could not be decoded from the gaps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+from absl import logging
+
+from alexnet_jax import preprocessing
+from alexnet_jax.pixel_stats import PixelStats
+from alexnet_jax.sources import Source, host_range
+from alexnet_jax.tensorflow_cpu import tf
+
+
+def _options() -> tf.data.Options:
+  options = tf.data.Options()
+  options.deterministic = True  # parallel map keeps order: same seed, same batches
+  options.autotune.enabled = True
+  return options
+
+
+def train_dataset(source: Source, split: str, *, batch_size: int, image_size: int,
+                  resize_size: int, seed: int, shuffle_buffer: int = 10_000,
+                  fast_decode: bool = True, cache: bool = False,
+                  lighting: PixelStats | None = None, lighting_std: float = 0.1,
+                  process_index: int = 0, process_count: int = 1) -> tf.data.Dataset:
+  """Endless training batches of `batch_size` (this host's share of the global batch).
+
+  Each example's crop, mirror and lighting come from `seed`, this process and the example's
+  position in the stream, so an epoch is the same on every run. `cache` keeps the encoded
+  images of this host's part of the split in memory after the first epoch. `lighting` (the
+  split's PixelStats) with `lighting_std` > 0 turns on the paper's PCA lighting noise.
+  """
+  if image_size > resize_size:
+    raise ValueError(f'image_size {image_size} is larger than resize_size {resize_size}: '
+                     f'the crop must fit in the resized square.')
+  start, stop = host_range(source.num_examples(split), process_index, process_count)
+  dataset = source.read(split, start, stop, shuffle_files=True, seed=seed)
+  if cache:
+    dataset = dataset.cache()
+  dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+  dataset = dataset.repeat().enumerate()
+  stream_seed = tf.constant([seed, process_index], tf.int64)
+  use_lighting = lighting is not None and lighting_std > 0
+  if use_lighting:
+    eigenvalues = tf.constant(lighting.rgb_eigenvalues)
+    eigenvectors = tf.constant(lighting.rgb_eigenvectors)
+
+  def preprocess(position, example):
+    crop_seed, flip_seed, lighting_seed = tf.unstack(tf.random.experimental.stateless_split(
+        preprocessing.example_seed(stream_seed, position), 3))
+    image = preprocessing.square_image(example['image'], resize_size, fast_decode)
+    offset = preprocessing.random_offset(image, image_size, crop_seed)
+    image, flipped = preprocessing.random_flip(
+        preprocessing.crop(image, offset, image_size), flip_seed)
+    if use_lighting:
+      rgb_offset = preprocessing.pca_lighting(lighting_seed, eigenvalues, eigenvectors,
+                                              lighting_std) * 255.0
+    else:
+      rgb_offset = tf.zeros([3])
+    return {'image': image, 'label': tf.cast(example['label'], tf.int32),
+            'crop_offset': offset, 'flipped': flipped, 'lighting': rgb_offset,
+            'position': position}
+
+  dataset = dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
+  dataset = dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+  return dataset.with_options(_options())
+
+
+def eval_batch_count(num_examples: int, batch_size: int, process_count: int) -> int:
+  """Batches every process yields: enough for the largest host's part, so all take the same
+  number of steps (a collective step waits for every process)."""
+  largest = math.ceil(num_examples / process_count)
+  return math.ceil(largest / batch_size)
+
+
+def eval_dataset(source: Source, split: str, *, batch_size: int, image_size: int,
+                 resize_size: int, ten_crop: bool = False, fast_decode: bool = True,
+                 process_index: int = 0, process_count: int = 1) -> tf.data.Dataset:
+  """This host's part of `split`, each example once, then masked padding to whole batches.
+
+  Centre crops (batch, H, W, 3), or with `ten_crop` the paper's ten views
+  (batch, 10, H, W, 3). 'mask' is False for padding; 'index' is the example's index in the
+  split (-1 for padding). Every process yields `eval_batch_count(...)` batches.
+  """
+  if image_size > resize_size:
+    raise ValueError(f'image_size {image_size} is larger than resize_size {resize_size}: '
+                     f'the crop must fit in the resized square.')
+  num_examples = source.num_examples(split)
+  start, stop = host_range(num_examples, process_index, process_count)
+  num_batches = eval_batch_count(num_examples, batch_size, process_count)
+
+  def preprocess(position, example):
+    image = preprocessing.square_image(example['image'], resize_size, fast_decode)
+    if ten_crop:
+      image, offset, flipped = preprocessing.ten_crops(image, image_size)
+    else:
+      offset = preprocessing.central_offset(image, image_size)
+      image, flipped = preprocessing.crop(image, offset, image_size), tf.constant(False)
+    return {'image': image, 'label': tf.cast(example['label'], tf.int32),
+            'crop_offset': offset, 'flipped': flipped, 'mask': tf.constant(True),
+            'index': position + start}
+
+  dataset = source.read(split, start, stop).enumerate()
+  dataset = dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
+  padding = tf.nest.map_structure(lambda spec: tf.zeros(spec.shape, spec.dtype),
+                                  dataset.element_spec)
+  padding['index'] = tf.constant(-1, tf.int64)
+  dataset = dataset.concatenate(tf.data.Dataset.from_tensors(padding).repeat())
+  dataset = dataset.take(num_batches * batch_size).batch(batch_size)
+  return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
+
+
+class SkipCounter:
+  """Iterates numpy batches and counts the examples dropped as undecodable.
+
+  Examples carry consecutive numbers in `field` (from `first`; -1 marks padding), so every
+  gap is an image that failed to decode. With `stop`, numbers missing at the end count too
+  once the stream is exhausted. Each new skip is logged with the running total.
+  """
+
+  def __init__(self, dataset: tf.data.Dataset, field: str, first: int = 0,
+               stop: int | None = None):
+    self._batches = dataset.as_numpy_iterator()
+    self._field, self._next, self._stop = field, first, stop
+    self.skipped = 0
+
+  def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+    return self
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    try:
+      batch = next(self._batches)
+    except StopIteration:
+      if self._stop is not None:
+        self._record(self._stop - self._next)
+        self._next = self._stop
+      raise
+    numbers = batch[self._field]
+    numbers = numbers[numbers >= 0]
+    if numbers.size:
+      # Gaps before each number; the stream is ordered, so this is a count of the dropped.
+      self._record(int(numbers[-1]) - self._next + 1 - numbers.size)
+      self._next = int(numbers[-1]) + 1
+    return batch
+
+  def _record(self, newly_skipped: int) -> None:
+    if newly_skipped > 0:
+      self.skipped += newly_skipped
+      logging.warning('Skipped %d image(s) that could not be decoded (%d so far).',
+                      newly_skipped, self.skipped)
+
+
+def eval_batches(source: Source, split: str, *, process_index: int = 0,
+                 process_count: int = 1, **kwargs) -> SkipCounter:
+  """`eval_dataset` as numpy batches whose `skipped` counts this host's undecodable images."""
+  start, stop = host_range(source.num_examples(split), process_index, process_count)
+  dataset = eval_dataset(source, split, process_index=process_index,
+                         process_count=process_count, **kwargs)
+  return SkipCounter(dataset, 'index', first=start, stop=stop)
+
+
+def train_batches(source: Source, split: str, **kwargs) -> SkipCounter:
+  """`train_dataset` as numpy batches whose `skipped` counts undecodable images seen so far."""
+  return SkipCounter(train_dataset(source, split, **kwargs), 'position')

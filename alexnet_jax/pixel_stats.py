@@ -1,0 +1,183 @@
+"""The training split's pixel statistics: the paper's mean image and its RGB PCA for lighting.
+
+One streaming pass over the split's `resize_size` squares (decoded exactly as training
+decodes them) sums the images and the RGB outer products; the result is cached next to the
+data, keyed by data set, split, size, decoding and a fingerprint of the split's files, and
+recomputed (with a log line saying why) when any of them no longer matches. With several
+processes each sums its own part of the split and the sums are added across processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+
+import numpy as np
+from absl import logging
+
+MEAN_MODES = ('per_pixel', 'per_channel', 'none')
+_FORMAT = 1  # bump when the cache's content changes meaning
+
+
+@dataclasses.dataclass(frozen=True)
+class PixelStats:
+  """Mean image (size, size, 3) in 0..255 and the eigen-decomposition of the RGB covariance.
+
+  The covariance is of pixel values scaled to [0, 1], the convention of the ImageNet values
+  in ALEXNET.md (fb.resnet.torch): the paper does not give a scale, and on 0..255 values the
+  lighting offsets would be 255 times larger, far beyond the pixel range.
+  """
+  mean_image: np.ndarray
+  rgb_eigenvalues: np.ndarray  # (3,), descending
+  rgb_eigenvectors: np.ndarray  # (3, 3), one eigenvector per column
+  num_examples: int
+
+  def mean(self, mode: str) -> np.ndarray:
+    """The (size, size, 3) float32 image to subtract: per pixel, per channel or zeros."""
+    if mode == 'per_pixel':
+      return self.mean_image
+    if mode == 'per_channel':
+      channel_mean = self.mean_image.mean(axis=(0, 1), dtype=np.float64)
+      return np.broadcast_to(channel_mean, self.mean_image.shape).astype(np.float32)
+    if mode == 'none':
+      return np.zeros_like(self.mean_image)
+    raise ValueError(f'mean mode {mode!r} is not one of {MEAN_MODES}')
+
+
+@dataclasses.dataclass
+class PixelSums:
+  """Running sums over uint8 (size, size, 3) images, in float64 so that millions add exactly
+  enough (a float32 sum of 1.28M ImageNet images would lose the last digits)."""
+  image_sum: np.ndarray
+  rgb_outer_sum: np.ndarray  # sum over all pixels of x x^T, x in [0, 1]
+  count: int = 0
+
+  @classmethod
+  def zeros(cls, size: int) -> PixelSums:
+    return cls(np.zeros((size, size, 3)), np.zeros((3, 3)))
+
+  def add(self, images: np.ndarray) -> None:
+    pixels = images.reshape(-1, 3).astype(np.float64) / 255.0
+    self.image_sum += images.sum(axis=0, dtype=np.float64)
+    self.rgb_outer_sum += pixels.T @ pixels
+    self.count += len(images)
+
+  def __add__(self, other: PixelSums) -> PixelSums:
+    return PixelSums(self.image_sum + other.image_sum,
+                     self.rgb_outer_sum + other.rgb_outer_sum, self.count + other.count)
+
+  def stats(self) -> PixelStats:
+    if not self.count:
+      raise ValueError('no image of the split could be decoded: there is no mean to take.')
+    mean_image = self.image_sum / self.count
+    num_pixels = self.count * mean_image.shape[0] * mean_image.shape[1]
+    rgb_mean = mean_image.reshape(-1, 3).mean(axis=0) / 255.0
+    covariance = self.rgb_outer_sum / num_pixels - np.outer(rgb_mean, rgb_mean)
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    order = np.argsort(eigenvalues)[::-1]
+    return PixelStats(mean_image.astype(np.float32), eigenvalues[order].astype(np.float32),
+                      eigenvectors[:, order].astype(np.float32), self.count)
+
+
+def sum_pixels(source, split: str, start: int, stop: int, resize_size: int, fast_decode: bool,
+               batch_size: int = 64) -> PixelSums:
+  """Sums examples [start, stop) of `split`; undecodable images are left out, as in training."""
+  from tqdm import tqdm
+
+  from alexnet_jax import preprocessing
+  from alexnet_jax.tensorflow_cpu import tf
+
+  dataset = source.read(split, start, stop).map(
+      lambda ex: preprocessing.square_image(ex['image'], resize_size, fast_decode),
+      num_parallel_calls=tf.data.AUTOTUNE)
+  dataset = dataset.ignore_errors().batch(batch_size).prefetch(tf.data.AUTOTUNE)
+  sums = PixelSums.zeros(resize_size)
+  progress = tqdm(dataset.as_numpy_iterator(), total=math.ceil((stop - start) / batch_size),
+                  desc=f'mean image of {source.name} {split}', unit='batch')
+  for images in progress:
+    sums.add(images)
+  return sums
+
+
+def cache_key(source, split: str, resize_size: int, fast_decode: bool) -> dict:
+  return {'format': _FORMAT, 'dataset': source.name, 'split': split,
+          'resize_size': resize_size, 'fast_decode': fast_decode,
+          'num_examples': source.num_examples(split), 'fingerprint': source.fingerprint(split)}
+
+
+def cache_path(cache_dir: str, split: str, resize_size: int) -> str:
+  return os.path.join(cache_dir, f'pixel_stats-{split}-{resize_size}.npz')
+
+
+def _load(path: str, key: dict) -> PixelStats | None:
+  """The cached statistics if they exist and were computed for `key`; None (and why) if not."""
+  if not os.path.exists(path):
+    return None
+  try:
+    with np.load(path) as cached:
+      cached_key = json.loads(str(cached['key']))
+      stats = PixelStats(cached['mean_image'], cached['rgb_eigenvalues'],
+                         cached['rgb_eigenvectors'], int(cached['num_examples']))
+  except (OSError, ValueError, KeyError) as error:
+    logging.warning('Pixel statistics cache %s is unreadable (%s); recomputing.', path, error)
+    return None
+  changed = [f'{field} was {cached_key.get(field)!r}, now {value!r}'
+             for field, value in key.items() if cached_key.get(field) != value]
+  if changed:
+    logging.warning('Pixel statistics cache %s is stale (%s); recomputing.', path,
+                    '; '.join(changed))
+    return None
+  return stats
+
+
+def _save(path: str, key: dict, stats: PixelStats) -> None:
+  """Writes to a temporary name first, so a killed run never leaves a half-written cache."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  partial = f'{path}.partial.npz'
+  np.savez(partial, key=json.dumps(key), **dataclasses.asdict(stats))
+  os.replace(partial, path)
+
+
+def load_or_compute(source, split: str, resize_size: int, *, fast_decode: bool = True,
+                    cache_dir: str | None = None, process_index: int = 0,
+                    process_count: int = 1) -> PixelStats:
+  """The split's statistics, from the cache when it matches, else computed and cached."""
+  from alexnet_jax.sources import host_range
+
+  key = cache_key(source, split, resize_size, fast_decode)
+  path = cache_path(cache_dir or source.cache_dir, split, resize_size)
+  stats = _load(path, key)
+  if process_count > 1:
+    # Every process must take the same branch, or the sum across processes waits forever.
+    from jax.experimental import multihost_utils
+    use_cache = multihost_utils.broadcast_one_to_all(np.array(stats is not None))
+    if not use_cache:
+      stats = None
+    elif stats is None:
+      raise FileNotFoundError(f'process 0 found the pixel statistics cache {path} but process '
+                              f'{process_index} did not: put the cache on a shared filesystem '
+                              f'or set --config.mean_cache_dir to one.')
+  if stats is not None:
+    return stats
+  start, stop = host_range(source.num_examples(split), process_index, process_count)
+  sums = sum_pixels(source, split, start, stop, resize_size, fast_decode)
+  if process_count > 1:
+    from jax.experimental import multihost_utils
+    gathered = multihost_utils.process_allgather(
+        {'image_sum': sums.image_sum.astype(np.float32),
+         'rgb_outer_sum': sums.rgb_outer_sum.astype(np.float32),
+         'count': np.array(sums.count)})
+    sums = PixelSums(gathered['image_sum'].sum(0, dtype=np.float64),
+                     gathered['rgb_outer_sum'].sum(0, dtype=np.float64),
+                     int(gathered['count'].sum()))
+  stats = sums.stats()
+  if stats.num_examples < source.num_examples(split):
+    logging.warning('%d image(s) of %s %s could not be decoded and are not in the mean.',
+                    source.num_examples(split) - stats.num_examples, source.name, split)
+  if process_index == 0:
+    _save(path, key, stats)
+    logging.info('Pixel statistics of %s %s (%d images) cached in %s.', source.name, split,
+                 stats.num_examples, path)
+  return stats

@@ -1,0 +1,202 @@
+"""Where examples come from: TFDS data sets by name or directory, and plain image folders.
+
+Every source hands out the encoded image bytes and integer label of a contiguous range of a
+split's examples, in a fixed order, so that hosts can take disjoint ranges and the pipeline can
+decode (and count undecodable images) itself. Spellings of `dataset`:
+
+    shapes                      the embedded generated data set (built on first use)
+    imagenet2012, imagenette/320px, ...   any TFDS image-classification data set
+    /path/to/name/1.0.0         a prepared TFDS directory (such as `alexnet_jax.resize_dataset`
+                                writes)
+    folder:/path/to/root        root/<split>/<class>/<image>, JPEG/PNG/GIF/BMP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+
+import tensorflow_datasets as tfds
+
+from alexnet_jax.tensorflow_cpu import tf
+
+FOLDER_PREFIX = 'folder:'
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.gif', '.bmp')
+# The tars TFDS's ImageNet builders read from manual_dir; they cannot be downloaded for the
+# user (image-net.org requires an account), so a missing one is named before TFDS starts.
+MANUAL_FILES = {
+    'imagenet2012': ('ILSVRC2012_img_train.tar', 'ILSVRC2012_img_val.tar'),
+    'imagenet2012_subset': ('ILSVRC2012_img_train.tar', 'ILSVRC2012_img_val.tar'),
+}
+
+
+def host_range(num_examples: int, process_index: int, process_count: int) -> tuple[int, int]:
+  """[start, stop) of the examples process `process_index` of `process_count` reads.
+
+  Contiguous, disjoint and together exactly the split; sizes differ by at most one.
+  """
+  if not 0 <= process_index < process_count:
+    raise ValueError(f'process_index {process_index} is not in [0, {process_count})')
+  return (num_examples * process_index // process_count,
+          num_examples * (process_index + 1) // process_count)
+
+
+class Source:
+  """A data set's splits as (image bytes, label) in a fixed order."""
+
+  name: str
+  num_classes: int
+  cache_dir: str  # where files derived from the data (pixel statistics) are kept
+
+  def num_examples(self, split: str) -> int:
+    raise NotImplementedError
+
+  def fingerprint(self, split: str) -> str:
+    """Changes whenever the split's content may have changed; keys the derived caches."""
+    raise NotImplementedError
+
+  def read(self, split: str, start: int, stop: int, *, shuffle_files: bool = False,
+           seed: int = 0) -> tf.data.Dataset:
+    """Examples [start, stop) of `split` as {'image': bytes, 'label': int64}.
+
+    With `shuffle_files`, the files (TFDS shards or images) are read in an order that is
+    reshuffled every epoch, reproducibly from `seed`; the set of examples is the same.
+    """
+    raise NotImplementedError
+
+  def check_split(self, split: str, splits) -> None:
+    if split not in splits:
+      raise ValueError(f'{self.name} has no split {split!r}; its splits are '
+                       f'{sorted(splits)}. Set --config.train_split / --config.eval_split.')
+
+
+class TfdsSource(Source):
+  """A TFDS data set with `image` and `label` features, prepared on first use."""
+
+  def __init__(self, builder: tfds.core.DatasetBuilder):
+    self.builder = builder
+    self.name = builder.info.full_name
+    features = builder.info.features
+    if 'image' not in features or 'label' not in features:
+      raise ValueError(f'{self.name} is not an image classification data set: it needs '
+                       f'features "image" and "label", and has {sorted(features)}.')
+    self.num_classes = features['label'].num_classes
+    self.cache_dir = os.fspath(builder.data_dir)
+
+  def num_examples(self, split: str) -> int:
+    self.check_split(split, self.builder.info.splits)
+    return self.builder.info.splits[split].num_examples
+
+  def fingerprint(self, split: str) -> str:
+    info = self.builder.info.splits[split]
+    return json.dumps([self.name, info.num_examples, info.num_bytes, info.shard_lengths])
+
+  def read(self, split, start, stop, *, shuffle_files=False, seed=0):
+    self.check_split(split, self.builder.info.splits)
+    # try_autocache off: caching is the pipeline's decision (config.cache), not TFDS's.
+    read_config = tfds.ReadConfig(shuffle_seed=seed, try_autocache=False)
+    dataset = self.builder.as_dataset(
+        split=f'{split}[{start}:{stop}]', shuffle_files=shuffle_files, read_config=read_config,
+        decoders={'image': tfds.decode.SkipDecoding()})
+    return dataset.map(lambda ex: {'image': ex['image'], 'label': ex['label']})
+
+
+@dataclasses.dataclass
+class FolderSource(Source):
+  """Images in root/<split>/<class>/; classes are the sorted class folder names of all splits."""
+
+  root: str
+
+  def __post_init__(self):
+    if not os.path.isdir(self.root):
+      raise FileNotFoundError(f'image folder {self.root} does not exist; a folder data set is '
+                              f'laid out as {self.root}/<split>/<class>/<image>.')
+    self.name = FOLDER_PREFIX + self.root
+    self.cache_dir = os.path.join(self.root, '.alexnet_jax')
+    self.splits = sorted(d for d in os.listdir(self.root)
+                         if not d.startswith('.') and os.path.isdir(os.path.join(self.root, d)))
+    classes = {c for split in self.splits for c in self._class_dirs(split)}
+    if not classes:
+      raise ValueError(f'image folder {self.root} has no <split>/<class>/ folders.')
+    self.classes = sorted(classes)
+    self.num_classes = len(self.classes)
+    self._files = {}
+
+  def _class_dirs(self, split):
+    split_dir = os.path.join(self.root, split)
+    return [c for c in os.listdir(split_dir)
+            if not c.startswith('.') and os.path.isdir(os.path.join(split_dir, c))]
+
+  def files(self, split: str) -> tuple[list[str], list[int]]:
+    """The split's image paths, sorted by class then file name, and their labels."""
+    self.check_split(split, self.splits)
+    if split not in self._files:
+      paths, labels = [], []
+      for label, name in enumerate(self.classes):
+        class_dir = os.path.join(self.root, split, name)
+        if os.path.isdir(class_dir):
+          names = sorted(f for f in os.listdir(class_dir)
+                         if f.lower().endswith(IMAGE_EXTENSIONS))
+          paths += [os.path.join(class_dir, f) for f in names]
+          labels += [label] * len(names)
+      self._files[split] = paths, labels
+    return self._files[split]
+
+  def num_examples(self, split):
+    return len(self.files(split)[0])
+
+  def fingerprint(self, split):
+    digest = hashlib.sha256()
+    for path in self.files(split)[0]:
+      stat = os.stat(path)
+      digest.update(f'{os.path.relpath(path, self.root)}:{stat.st_size}:{stat.st_mtime_ns}\n'
+                    .encode())
+    return digest.hexdigest()
+
+  def read(self, split, start, stop, *, shuffle_files=False, seed=0):
+    paths, labels = self.files(split)
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (paths[start:stop], tf.constant(labels[start:stop], tf.int64)))
+    if shuffle_files:
+      dataset = dataset.shuffle(stop - start, seed=seed, reshuffle_each_iteration=True)
+    return dataset.map(lambda path, label: {'image': tf.io.read_file(path), 'label': label},
+                       num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _prepare(builder: tfds.core.DatasetBuilder, manual_dir: str | None) -> None:
+  """Builds the TFDS data set once (ImageNet from its tars; `shapes` from nothing)."""
+  config = tfds.download.DownloadConfig(manual_dir=manual_dir or None, try_download_gcs=False)
+  manual_dir = manual_dir or os.path.join(builder.data_dir_root, 'downloads', 'manual')
+  missing = [f for f in MANUAL_FILES.get(builder.name, ())
+             if not os.path.exists(os.path.join(manual_dir, f))]
+  if missing:
+    raise FileNotFoundError(
+        f'{builder.name} is not prepared yet and preparing it needs '
+        f'{" and ".join(MANUAL_FILES[builder.name])} in {manual_dir} (missing: '
+        f'{", ".join(missing)}). Download them from https://image-net.org/download-images, '
+        f'put them in that directory or set --config.manual_dir to where they are, and run '
+        f'again: the first run then writes the TFDS files to {builder.data_dir}.')
+  builder.download_and_prepare(download_config=config)
+
+
+def open_source(dataset: str, data_dir: str | None = None,
+                manual_dir: str | None = None) -> Source:
+  """The source named by `dataset` (see the module docstring), prepared if it is TFDS."""
+  if dataset.startswith(FOLDER_PREFIX):
+    return FolderSource(os.path.abspath(os.path.expanduser(dataset[len(FOLDER_PREFIX):])))
+  if os.path.isfile(os.path.join(dataset, 'dataset_info.json')):
+    return TfdsSource(tfds.builder_from_directory(dataset))
+  if dataset == 'shapes':
+    import alexnet_jax.shapes_dataset  # noqa: F401  (registers the builder with TFDS)
+  try:
+    builder = tfds.builder(dataset, data_dir=data_dir or None)
+  except tfds.core.registered.DatasetNotFoundError as error:
+    raise ValueError(
+        f'unknown data set {dataset!r}: use "shapes", a TFDS name such as "imagenet2012" or '
+        f'"imagenette/320px", a prepared TFDS directory, or "folder:/path/to/root". '
+        f'({str(error).splitlines()[0]})') from None
+  if not builder.is_prepared():
+    _prepare(builder, manual_dir)
+  return TfdsSource(builder)
