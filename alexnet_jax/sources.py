@@ -68,8 +68,7 @@ class Source:
 
   def check_split(self, split: str, splits) -> None:
     if split not in splits:
-      raise ValueError(f'{self.name} has no split {split!r}; its splits are '
-                       f'{sorted(splits)}. Set --config.train_split / --config.eval_split.')
+      raise ValueError(f'{self.name} has no split {split!r}; its splits are {sorted(splits)}.')
 
 
 class TfdsSource(Source):
@@ -90,6 +89,7 @@ class TfdsSource(Source):
     return self.builder.info.splits[split].num_examples
 
   def fingerprint(self, split: str) -> str:
+    self.check_split(split, self.builder.info.splits)
     info = self.builder.info.splits[split]
     return json.dumps([self.name, info.num_examples, info.num_bytes, info.shard_lengths])
 
@@ -188,11 +188,17 @@ def open_source(dataset: str, data_dir: str | None = None,
     return FolderSource(os.path.abspath(os.path.expanduser(dataset[len(FOLDER_PREFIX):])))
   if os.path.isfile(os.path.join(dataset, 'dataset_info.json')):
     return TfdsSource(tfds.builder_from_directory(dataset))
+  if os.path.isdir(dataset):
+    raise FileNotFoundError(
+        f'{dataset} is a directory but not a prepared TFDS data set (it has no '
+        f'dataset_info.json). If it is an unfinished `python -m alexnet_jax.resize_dataset` '
+        f'conversion, rerun that command to finish it; for a folder of images use '
+        f'"folder:{dataset}".')
   if dataset == 'shapes':
     import alexnet_jax.shapes_dataset  # noqa: F401  (registers the builder with TFDS)
   try:
     builder = tfds.builder(dataset, data_dir=data_dir or None)
-  except tfds.core.registered.DatasetNotFoundError as error:
+  except ValueError as error:  # DatasetNotFoundError, or a name TFDS cannot parse
     raise ValueError(
         f'unknown data set {dataset!r}: use "shapes", a TFDS name such as "imagenet2012" or '
         f'"imagenette/320px", a prepared TFDS directory, or "folder:/path/to/root". '

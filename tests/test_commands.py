@@ -43,3 +43,10 @@ def test_benchmarks_run_and_their_forms_agree(module, args, last_line):
   # Each benchmark asserts that the forms it times give the same numbers before it reports.
   out = run('-m', module, *args).stdout
   assert re.fullmatch(last_line, out.strip().splitlines()[-1])
+
+
+def test_input_pipeline_benchmark_runs_tiny(tf, tmp_path):
+  out = run('-m', 'benchmarks.input_pipeline', '--images=24', '--batch=8', '--workers=2',
+            f'--data_dir={tmp_path}').stdout
+  assert re.fullmatch(r'pipeline_vs_loader=[\d.]+x converted_vs_loader=[\d.]+x',
+                      out.strip().splitlines()[-1])

@@ -1,0 +1,259 @@
+"""Converts a data set once to its `size` x `size` centre squares, as the paper stored ImageNet.
+
+Every epoch decodes every training image again. ImageNet's are JPEGs of about 500x375, and
+decoding and shrinking them is most of the input pipeline's work; converted, each is the
+256x256 square `preprocessing.square_image` would cut from it anyway (shorter side to 256,
+centre crop), so later epochs decode a third of the pixels and skip the resize altogether.
+
+    python -m alexnet_jax.resize_dataset --dataset=imagenet2012 --manual_dir=/data/tars \\
+        --output_dir=/data/imagenet2012_256
+
+then train with `--config.dataset=/data/imagenet2012_256` (the command prints the line). Any
+`--dataset` that `alexnet_jax.sources.open_source` accepts works. The output is a TFDS data set
+directory:
+
+    NAME-SPLIT.tfrecord-0000K-of-0000N   shard K: the images of source examples
+                                         [K * examples_per_shard, (K + 1) * examples_per_shard)
+                                         that decode, in source order
+    conversion.json                      the source, settings and each shard's length and skips
+    dataset_info.json, features.json,    TFDS metadata, written once every shard is complete
+    label.labels.txt
+
+It is resumable: a shard is written under a temporary name and renamed when complete, so
+rerunning the same command after an interruption writes only the missing shards. The TFDS
+metadata comes last, so an unfinished directory never opens as a data set.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Sequence
+
+import tensorflow_datasets as tfds
+import tqdm
+from absl import app, flags, logging
+
+from alexnet_jax import preprocessing
+from alexnet_jax.sources import FolderSource, Source, TfdsSource, open_source
+from alexnet_jax.tensorflow_cpu import tf
+
+RECORD_FILE = 'conversion.json'
+_FORMAT = 1  # bump when the record or the shards change meaning
+# Not a name TFDS's shard template matches, so a killed run's partial shard is never read.
+_TEMP_PREFIX = '.incomplete-'
+
+
+def read_record(dataset_dir: str) -> dict | None:
+  """The conversion record of `dataset_dir`, None where it has none.
+
+  Holds the settings (source, size, quality, fast_decode, examples_per_shard) and per split
+  the source's fingerprint and, per shard, its number of examples and of undecodable images
+  skipped (None until the shard is complete).
+  """
+  path = os.path.join(dataset_dir, RECORD_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def _write_record(dataset_dir: str, record: dict) -> None:
+  """Replaces the record atomically: a kill never leaves it half written."""
+  path = os.path.join(dataset_dir, RECORD_FILE)
+  with open(path + '.tmp', 'w') as f:
+    json.dump(record, f)
+  os.replace(path + '.tmp', path)
+
+
+def _open_record(output_dir: str, settings: dict) -> dict:
+  """The earlier run's record where its settings are these, a new one for an empty directory."""
+  record = read_record(output_dir)
+  if record is None:
+    if os.path.isdir(output_dir) and os.listdir(output_dir):
+      raise ValueError(f'{output_dir} is not empty and holds no {RECORD_FILE}: convert into a '
+                       f'new or empty directory.')
+    return {**settings, 'splits': {}}
+  differences = [f'{key} {record.get(key)!r} (this run: {value!r})'
+                 for key, value in settings.items() if record.get(key) != value]
+  if differences:
+    raise ValueError(f'{output_dir} was converted with {"; ".join(differences)}. Rerun with '
+                     f'the same settings to resume, or convert into a new directory.')
+  return record
+
+
+def _add_splits(source: Source, record: dict, splits: Sequence[str], output_dir: str) -> None:
+  """Enters the splits not yet in `record`; fails on a recorded one the source has changed."""
+  for split in splits:
+    num_examples = source.num_examples(split)  # the source's own error for an unknown split
+    if not num_examples:
+      raise ValueError(f'split {split!r} of {source.name} has no examples to convert.')
+    fingerprint = source.fingerprint(split)
+    entry = record['splits'].get(split)
+    if entry is None:
+      num_shards = math.ceil(num_examples / record['examples_per_shard'])
+      record['splits'][split] = {'fingerprint': fingerprint, 'num_examples': num_examples,
+                                 'shard_lengths': [None] * num_shards,
+                                 'skipped': [None] * num_shards}
+    elif entry['fingerprint'] != fingerprint:
+      raise ValueError(f'split {split!r} of {source.name} has changed since {output_dir} was '
+                       f'converted from it (its fingerprint differs); convert into a new '
+                       f'directory.')
+
+
+def _dataset_name(source: Source, size: int) -> str:
+  """A TFDS data set name (a letter, then word characters) saying what was converted."""
+  # A folder's own name; a TFDS data set's name without its config and version.
+  base = (os.path.basename(source.root) if isinstance(source, FolderSource)
+          else source.name.split('/')[0])
+  return re.sub(r'\W+', '_', f'resized{size}_{base}')
+
+
+def _features(source: Source, size: int) -> tfds.features.FeaturesDict:
+  if isinstance(source, FolderSource):
+    label = tfds.features.ClassLabel(names=source.classes)
+  elif isinstance(source, TfdsSource):
+    label = tfds.features.ClassLabel(names=source.builder.info.features['label'].names)
+  else:
+    label = tfds.features.ClassLabel(num_classes=source.num_classes)
+  return tfds.features.FeaturesDict({
+      'image': tfds.features.Image(shape=(size, size, 3), encoding_format='jpeg'),
+      'label': label})
+
+
+def _encoded_squares(source: Source, split: str, start: int, stop: int, size: int,
+                     quality: int, fast_decode: bool) -> tf.data.Dataset:
+  """(JPEG bytes of the centre square, label) of examples [start, stop), in order; examples
+  that fail to decode are dropped."""
+
+  def encode(example):
+    square = preprocessing.square_image(example['image'], size, fast_decode)
+    return tf.io.encode_jpeg(square, quality=quality), example['label']
+
+  dataset = source.read(split, start, stop).map(
+      encode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  return dataset.ignore_errors().prefetch(tf.data.AUTOTUNE)
+
+
+def _shard_template(output_dir: str, name: str, split: str) -> tfds.core.ShardedFileTemplate:
+  return tfds.core.ShardedFileTemplate(data_dir=output_dir, dataset_name=name, split=split,
+                                       filetype_suffix='tfrecord')
+
+
+def summary(record: dict) -> str:
+  """One line per split: images stored and undecodable images skipped."""
+  return '\n'.join(
+      f'{split}: {sum(entry["shard_lengths"])} images, {sum(entry["skipped"])} skipped as '
+      f'undecodable' for split, entry in record['splits'].items())
+
+
+def convert(source: Source, output_dir: str, *, splits: Sequence[str], size: int = 256,
+            quality: int = 95, examples_per_shard: int = 1024, fast_decode: bool = True) -> str:
+  """Writes `splits` of `source` as `size` x `size` JPEG squares to the TFDS directory
+  `output_dir` and returns its absolute path, which `open_source` opens.
+
+  Resumes an earlier conversion into `output_dir`, whose splits it completes too; fails where
+  that one had other settings or the source has changed since.
+  """
+  output_dir = os.path.abspath(os.path.expanduser(output_dir))
+  settings = {'format': _FORMAT, 'source': source.name, 'size': size, 'quality': quality,
+              'fast_decode': fast_decode, 'examples_per_shard': examples_per_shard}
+  record = _open_record(output_dir, settings)
+  # The metadata must list every split with shards in the directory: an earlier run's too.
+  splits = list(dict.fromkeys([*record['splits'], *splits]))
+  _add_splits(source, record, splits, output_dir)
+  os.makedirs(output_dir, exist_ok=True)
+  _write_record(output_dir, record)
+  name = _dataset_name(source, size)
+  features = _features(source, size)
+
+  missing = []  # (split, shard index, path of the shard)
+  for split in splits:
+    shard_lengths = record['splits'][split]['shard_lengths']
+    template = _shard_template(output_dir, name, split)
+    for shard, length in enumerate(shard_lengths):
+      path = template.sharded_filepath(shard_index=shard, num_shards=len(shard_lengths))
+      if length is None or not path.exists():
+        missing.append((split, shard, path))
+  info_path = os.path.join(output_dir, 'dataset_info.json')
+  if missing and os.path.exists(info_path):
+    os.remove(info_path)  # it would declare the directory complete while shards are missing
+
+  def shard_range(split, shard):
+    num_examples = record['splits'][split]['num_examples']
+    return shard * examples_per_shard, min((shard + 1) * examples_per_shard, num_examples)
+
+  total = sum(stop - start for start, stop in (shard_range(s, k) for s, k, _ in missing))
+  with tqdm.tqdm(total=total, unit='img', desc=f'Converting to {size}x{size}') as progress:
+    for split, shard, path in missing:
+      start, stop = shard_range(split, shard)
+      temp_path = path.parent / (_TEMP_PREFIX + path.name)
+      length = 0
+      with tf.io.TFRecordWriter(os.fspath(temp_path)) as writer:
+        for jpeg, label in _encoded_squares(source, split, start, stop, size, quality,
+                                            fast_decode).as_numpy_iterator():
+          # The Image feature stores bytes as given: each image is JPEG-encoded once only.
+          writer.write(features.serialize_example({'image': jpeg, 'label': label}))
+          length += 1
+          progress.update()
+      os.replace(temp_path, path)
+      progress.update(stop - start - length)
+      entry = record['splits'][split]
+      entry['shard_lengths'][shard], entry['skipped'][shard] = length, stop - start - length
+      _write_record(output_dir, record)
+      if length < stop - start:
+        logging.warning('%s shard %d: skipped %d image(s) that could not be decoded.', split,
+                        shard, stop - start - length)
+
+  split_infos = []
+  for split in splits:
+    template = _shard_template(output_dir, name, split)
+    shard_lengths = record['splits'][split]['shard_lengths']
+    num_bytes = sum(os.path.getsize(template.sharded_filepath(
+        shard_index=shard, num_shards=len(shard_lengths))) for shard in range(len(shard_lengths)))
+    split_infos.append(tfds.core.SplitInfo(name=split, shard_lengths=shard_lengths,
+                                           num_bytes=num_bytes))
+  # No check_data: it reads the first split's first example, and the shards were serialised
+  # by these very features.
+  tfds.folder_dataset.write_metadata(
+      data_dir=output_dir, features=features, split_infos=split_infos, check_data=False,
+      description=f'{source.name} as {size}x{size} centre squares, JPEG quality {quality}, '
+                  f'written by alexnet_jax.resize_dataset.',
+      supervised_keys=('image', 'label'))
+  logging.info('Converted %s into %s:\n%s', source.name, output_dir, summary(record))
+  return output_dir
+
+
+def define_flags() -> None:
+  """The command's flags, defined only when it runs, so that importing `convert` defines none."""
+  flags.DEFINE_string('dataset', None, 'Data set to convert: any spelling '
+                      'alexnet_jax.sources.open_source accepts.', required=True)
+  flags.DEFINE_string('output_dir', None, 'Directory of the converted data set; rerun with the '
+                      'same one to resume.', required=True)
+  flags.DEFINE_string('data_dir', None, 'TFDS data_dir of the source.')
+  flags.DEFINE_string('manual_dir', None, 'Where the ImageNet tars are.')
+  flags.DEFINE_list('splits', ['train', 'validation'], 'Splits to convert.')
+  flags.DEFINE_integer('size', 256, 'Side of the stored squares.')
+  flags.DEFINE_integer('quality', 95, 'JPEG quality of the stored squares.')
+  flags.DEFINE_integer('examples_per_shard', 1024, 'Source examples per output shard.')
+  flags.DEFINE_bool('fast_decode', True, 'Decode large JPEGs at 1/2, 1/4 or 1/8 scale before '
+                    'resizing (preprocessing.decode_image).')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  args = flags.FLAGS
+  source = open_source(args.dataset, args.data_dir, args.manual_dir)
+  path = convert(source, args.output_dir, splits=args.splits, size=args.size,
+                 quality=args.quality, examples_per_shard=args.examples_per_shard,
+                 fast_decode=args.fast_decode)
+  print(summary(read_record(path)))
+  print(f'To train on it: --config.dataset={path}')
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)

@@ -1,0 +1,59 @@
+"""One of several real JAX processes on this machine, for tests/test_multihost.py.
+
+    python tests/multihost_worker.py PROCESS_ID PROCESS_COUNT PORT FOLDER CACHE_DIR OUT.json
+
+Reads its own part of a folder data set's splits, computes the pixel statistics with the
+other processes, turns every eval batch into one global array over all processes' devices
+and writes what it saw, as every process sees it, to OUT.json.
+"""
+
+import json
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import multihost_utils
+
+RESIZE, CROP, EVAL_BATCH, TRAIN_BATCH = 40, 32, 3, 4
+
+
+def main(process_id, process_count, port, folder, cache_dir, out):
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  jax.distributed.initialize(coordinator_address=f'127.0.0.1:{port}',
+                             num_processes=process_count, process_id=process_id)
+  from alexnet_jax import device_input, input_pipeline, pixel_stats, sources
+
+  source = sources.open_source(f'folder:{folder}')
+  hosts = {'process_index': jax.process_index(), 'process_count': jax.process_count()}
+  stats = pixel_stats.load_or_compute(source, 'train', RESIZE, cache_dir=cache_dir, **hosts)
+  mesh = jax.make_mesh((jax.device_count(),), (device_input.DATA_AXIS,))
+
+  @jax.jit
+  def scored(batch):  # what an eval step sums: examples counted and their indices
+    return batch['mask'].sum(), jnp.where(batch['mask'], batch['index'], 0).sum()
+
+  eval_steps = []
+  for batch in input_pipeline.eval_batches(source, 'validation', batch_size=EVAL_BATCH,
+                                           image_size=CROP, resize_size=RESIZE, **hosts):
+    host = {'mask': batch['mask'], 'index': batch['index'].astype(np.int32)}
+    global_batch = device_input.global_batch(host, mesh)
+    count, index_sum = scored(global_batch)
+    everyone = multihost_utils.process_allgather(global_batch['index'], tiled=True)
+    mask = multihost_utils.process_allgather(global_batch['mask'], tiled=True)
+    eval_steps.append({'count': int(count), 'index_sum': int(index_sum),
+                       'shape': list(global_batch['index'].shape),
+                       'scored': everyone[mask].tolist()})
+  train = next(input_pipeline.train_batches(source, 'train', batch_size=TRAIN_BATCH,
+                                            image_size=CROP, resize_size=RESIZE, seed=0,
+                                            **hosts))
+  train_images = device_input.global_batch({'image': train['image']}, mesh)['image']
+  with open(out, 'w') as f:
+    json.dump({'eval_steps': eval_steps, 'train_shape': list(train_images.shape),
+               'mean_image': stats.mean_image.tolist(), 'num_examples': stats.num_examples,
+               'devices': jax.device_count()}, f)
+  jax.distributed.shutdown()
+
+
+if __name__ == '__main__':
+  main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), *sys.argv[4:])
