@@ -32,6 +32,12 @@ def _options() -> tf.data.Options:
   return options
 
 
+def _check_crop_fits(image_size: int, resize_size: int) -> None:
+  if image_size > resize_size:
+    raise ValueError(f'image_size {image_size} is larger than resize_size {resize_size}: '
+                     f'the crop must fit in the resized square.')
+
+
 def train_dataset(source: Source, split: str, *, batch_size: int, image_size: int,
                   resize_size: int, seed: int, shuffle_buffer: int = 10_000,
                   fast_decode: bool = True, cache: bool = False,
@@ -44,9 +50,7 @@ def train_dataset(source: Source, split: str, *, batch_size: int, image_size: in
   images of this host's part of the split in memory after the first epoch. `lighting` (the
   split's PixelStats) with `lighting_std` > 0 turns on the paper's PCA lighting noise.
   """
-  if image_size > resize_size:
-    raise ValueError(f'image_size {image_size} is larger than resize_size {resize_size}: '
-                     f'the crop must fit in the resized square.')
+  _check_crop_fits(image_size, resize_size)
   start, stop = host_range(source.num_examples(split), process_index, process_count)
   dataset = source.read(split, start, stop, shuffle_files=True, seed=seed)
   if cache:
@@ -96,9 +100,7 @@ def eval_dataset(source: Source, split: str, *, batch_size: int, image_size: int
   (batch, 10, H, W, 3). 'mask' is False for padding; 'index' is the example's index in the
   split (-1 for padding). Every process yields `eval_batch_count(...)` batches.
   """
-  if image_size > resize_size:
-    raise ValueError(f'image_size {image_size} is larger than resize_size {resize_size}: '
-                     f'the crop must fit in the resized square.')
+  _check_crop_fits(image_size, resize_size)
   num_examples = source.num_examples(split)
   start, stop = host_range(num_examples, process_index, process_count)
   num_batches = eval_batch_count(num_examples, batch_size, process_count)

@@ -84,6 +84,7 @@ class PixelSums:
 def sum_pixels(source, split: str, start: int, stop: int, resize_size: int, fast_decode: bool,
                batch_size: int = 64) -> PixelSums:
   """Sums examples [start, stop) of `split`; undecodable images are left out, as in training."""
+  # Imported here: loading cached statistics (PixelStats) must work where TensorFlow is absent.
   from tqdm import tqdm
 
   from alexnet_jax import preprocessing

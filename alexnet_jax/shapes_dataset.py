@@ -27,7 +27,9 @@ SPLIT_SIZES = {'train': TRAIN_EXAMPLES, 'validation': VALIDATION_EXAMPLES}
 MIN_SIDE, MAX_SIDE = 64, 160  # Height and width, each drawn independently, inclusive.
 # The shape's circumscribed diameter, as a fraction of the image's shorter side.
 MIN_SIZE, MAX_SIZE = 0.35, 0.80
-MARGIN = 2  # Pixels kept clear between the shape's circumscribed circle and the image border.
+# Pixels kept clear between the shape's circumscribed circle and the border of the image's
+# centred shorter-side square.
+MARGIN = 2
 # Least Euclidean RGB distance between the shape's colour and any background colour.
 MIN_CONTRAST = 100.0
 MAX_GRADIENT = 40  # Largest per-channel change of the background colour across the image.
@@ -121,9 +123,12 @@ def draw_example(split_index: int, index: int) -> tuple[np.ndarray, int]:
 
   shorter = min(height, width)
   radius = rng.uniform(MIN_SIZE, MAX_SIZE) * shorter / 2
+  # Inside the centred shorter-side square: the paper's preprocessing keeps only that square,
+  # and a shape near the end of a wide image would otherwise be cropped away with its label.
   lo = radius + MARGIN
-  cy = rng.uniform(lo, height - 1 - lo)
-  cx = rng.uniform(lo, width - 1 - lo)
+  top, left = (height - shorter) / 2, (width - shorter) / 2
+  cy = rng.uniform(top + lo, top + shorter - 1 - lo)
+  cx = rng.uniform(left + lo, left + shorter - 1 - lo)
   # Circles and rings have no orientation; drawing theta anyway keeps every class's stream alike.
   theta = rng.uniform(0, 2 * np.pi)
   mask = shape_mask(label, height, width, cy, cx, radius, theta)
@@ -136,8 +141,9 @@ def draw_example(split_index: int, index: int) -> tuple[np.ndarray, int]:
 class Shapes(tfds.core.GeneratorBasedBuilder):
   """Generated shapes (circle, ring, square, triangle, cross, star) on random backgrounds."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+  VERSION = tfds.core.Version('1.1.0')
+  RELEASE_NOTES = {'1.0.0': 'Initial release.',
+                   '1.1.0': 'Shapes lie inside the centred square that preprocessing keeps.'}
 
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(

@@ -219,7 +219,9 @@ def test_summary_command_prints_the_reference_totals():
 
 def test_package_imports_without_tensorflow():
   # The model must run on machines with jax alone (accelerator hosts, Colab without TF).
-  code = ('import sys, alexnet_jax.model, alexnet_jax.layers; '
+  # The device half of the input and cached pixel statistics belong to the step's side too.
+  code = ('import sys, alexnet_jax.model, alexnet_jax.layers, alexnet_jax.device_input; '
+          'import alexnet_jax.pixel_stats; '
           'from alexnet_jax import AlexNet; '
           'assert "tensorflow" not in sys.modules, "alexnet_jax imported tensorflow"')
   subprocess.run([sys.executable, '-c', code], check=True)

@@ -38,7 +38,7 @@ def stored(builder):
 
 def test_builder_metadata(builder):
   assert builder.name == 'shapes'
-  assert str(builder.version) == '1.0.0'
+  assert str(builder.version) == '1.1.0'
   info = builder.info
   assert info.features['label'].names == list(sd.CLASS_NAMES)
   assert info.features['image'].shape == (None, None, 3)
@@ -137,13 +137,9 @@ def test_shape_mask_area(label):
 RADIAL_BINS = np.linspace(0.0, 1.0, 6)
 
 
-def radial_profile(image):
-  """Rotation-invariant shape features: how much of each annulus around the shape's centroid
-  (radii relative to its farthest pixel) the shape covers, and its pixel count relative to
-  that farthest pixel's circle.
-
-  The background is the plane fitted, per channel, to the image's border pixels (a flat colour
-  or a linear gradient); the shape is what differs from it by more than half the contrast."""
+def foreground_mask(image):
+  """The shape's pixels: what differs by more than half the contrast from the plane fitted, per
+  channel, to the image's border pixels (the background, a flat colour or a linear gradient)."""
   image = image.astype(np.float64)
   height, width, _ = image.shape
   y, x = np.mgrid[:height, :width]
@@ -152,7 +148,28 @@ def radial_profile(image):
   design = np.stack([np.ones(border.sum()), y[border], x[border]], axis=1)
   coef, *_ = np.linalg.lstsq(design, image[border], rcond=None)
   background = coef[0] + y[..., None] * coef[1] + x[..., None] * coef[2]
-  mask = np.linalg.norm(image - background, axis=-1) > sd.MIN_CONTRAST / 2
+  return np.linalg.norm(image - background, axis=-1) > sd.MIN_CONTRAST / 2
+
+
+def test_shapes_lie_in_the_centre_square_preprocessing_keeps():
+  """Shorter side to 256 and the centred square: the rest of a wide image is cut away, so the
+  shape (and with it the label) must be inside that square."""
+  for index in range(300):
+    image, _ = sd.draw_example(0, index)
+    height, width, _ = image.shape
+    shorter = min(height, width)
+    top, left = (height - shorter) // 2, (width - shorter) // 2
+    mask = foreground_mask(image)
+    inside = mask[top:top + shorter, left:left + shorter].sum()
+    assert mask.sum() > 100 and inside == mask.sum(), index  # smallest of these: 150 pixels
+
+
+def radial_profile(image):
+  """Rotation-invariant shape features: how much of each annulus around the shape's centroid
+  (radii relative to its farthest pixel) the shape covers, and its pixel count relative to
+  that farthest pixel's circle."""
+  mask = foreground_mask(image)
+  y, x = np.mgrid[:mask.shape[0], :mask.shape[1]]
   cy, cx = y[mask].mean(), x[mask].mean()
   r = np.hypot(y - cy, x - cx)
   r = r / r[mask].max()
