@@ -38,6 +38,19 @@ def _check_crop_fits(image_size: int, resize_size: int) -> None:
                      f'the crop must fit in the resized square.')
 
 
+def squares(source: Source, split: str, start: int, stop: int, size: int,
+            fast_decode: bool = True) -> tf.data.Dataset:
+  """Examples [start, stop) of `split` as {'image': its `size` square, 'label'}, in order,
+  without the images that fail to decode: what the pixel statistics and the 256x256
+  conversion read."""
+  def square(example):
+    return {'image': preprocessing.square_image(example['image'], size, fast_decode),
+            'label': example['label']}
+
+  dataset = source.read(split, start, stop).map(square, num_parallel_calls=tf.data.AUTOTUNE)
+  return dataset.ignore_errors().with_options(_options())
+
+
 def train_dataset(source: Source, split: str, *, batch_size: int, image_size: int,
                   resize_size: int, seed: int, shuffle_buffer: int = 10_000,
                   fast_decode: bool = True, cache: bool = False,

@@ -87,18 +87,16 @@ def sum_pixels(source, split: str, start: int, stop: int, resize_size: int, fast
   # Imported here: loading cached statistics (PixelStats) must work where TensorFlow is absent.
   from tqdm import tqdm
 
-  from alexnet_jax import preprocessing
+  from alexnet_jax.input_pipeline import squares
   from alexnet_jax.tensorflow_cpu import tf
 
-  dataset = source.read(split, start, stop).map(
-      lambda ex: preprocessing.square_image(ex['image'], resize_size, fast_decode),
-      num_parallel_calls=tf.data.AUTOTUNE)
-  dataset = dataset.ignore_errors().batch(batch_size).prefetch(tf.data.AUTOTUNE)
+  dataset = squares(source, split, start, stop, resize_size, fast_decode)
+  dataset = dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
   sums = PixelSums.zeros(resize_size)
   progress = tqdm(dataset.as_numpy_iterator(), total=math.ceil((stop - start) / batch_size),
                   desc=f'mean image of {source.name} {split}', unit='batch')
-  for images in progress:
-    sums.add(images)
+  for batch in progress:
+    sums.add(batch['image'])
   return sums
 
 

@@ -36,7 +36,7 @@ import tensorflow_datasets as tfds
 import tqdm
 from absl import app, flags, logging
 
-from alexnet_jax import preprocessing
+from alexnet_jax.input_pipeline import squares
 from alexnet_jax.sources import FolderSource, Source, TfdsSource, open_source
 from alexnet_jax.tensorflow_cpu import tf
 
@@ -129,12 +129,10 @@ def _encoded_squares(source: Source, split: str, start: int, stop: int, size: in
   that fail to decode are dropped."""
 
   def encode(example):
-    square = preprocessing.square_image(example['image'], size, fast_decode)
-    return tf.io.encode_jpeg(square, quality=quality), example['label']
+    return tf.io.encode_jpeg(example['image'], quality=quality), example['label']
 
-  dataset = source.read(split, start, stop).map(
-      encode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  return dataset.ignore_errors().prefetch(tf.data.AUTOTUNE)
+  dataset = squares(source, split, start, stop, size, fast_decode)
+  return dataset.map(encode, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def _shard_template(output_dir: str, name: str, split: str) -> tfds.core.ShardedFileTemplate:
