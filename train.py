@@ -1,29 +1,35 @@
-"""Command line: python train.py --config=configs/default.py [--config.FIELD=VALUE ...]
+"""Command line: python train.py --config=configs/default.py --workdir=DIR [--config.FIELD=VALUE ...]
 
-The training loop is not written yet: for now this builds the configured network and prints
-its layer table (shapes, parameters, multiply-adds).
+Trains and evaluates (alexnet_jax.train.train_and_evaluate). Run the same command again to
+resume from the latest checkpoint in DIR. With several processes (a TPU pod, Slurm, or
+JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID set by hand) run it on every
+process with the same shared DIR.
 """
 
-import jax.numpy as jnp
-from absl import app
-from flax import nnx
+import sys
+
+from absl import app, flags
 from ml_collections import config_flags
 
-from alexnet_jax.model import AlexNet, format_table
+from alexnet_jax import distributed
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/default.py', 'Configuration file.')
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints and metrics.',
+                               required=True)
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  config = _CONFIG.value.model
-  model = nnx.eval_shape(lambda: AlexNet(
-      config.variant, config.num_classes, config.image_size or None, config.dropout_rate,
-      jnp.dtype(config.dtype), init=config.init, grouped_conv=config.grouped_conv,
-      rngs=nnx.Rngs(0)))
-  print(format_table(model))
-  print('\nTraining is not implemented yet: this command prints the configured network.')
+  distributed.initialize_if_requested()
+  from alexnet_jax.checkpoints import ModelMismatchError, quiet_library_logs
+  from alexnet_jax.config_checks import ConfigError
+  from alexnet_jax.train import train_and_evaluate
+  quiet_library_logs()
+  try:
+    train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except (ConfigError, ModelMismatchError) as error:
+    sys.exit(f'Error: {error}')  # a mistake in the command, not a bug: no traceback
 
 
 if __name__ == '__main__':

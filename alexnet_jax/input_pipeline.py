@@ -1,7 +1,8 @@
 """tf.data pipelines: this host's part of a split, preprocessed as the paper does, in batches.
 
-    train: read -> [cache] -> shuffle -> repeat -> number -> decode, 256 square, random
-           crop, flip, lighting draw -> drop undecodable -> batch -> prefetch
+    train: read -> [cache] -> per epoch: shuffle from (seed, process, epoch) -> [skip to
+           the resume position] -> number -> decode, 256 square, random crop, flip,
+           lighting draw -> drop undecodable -> batch -> prefetch
     eval:  read -> number -> decode, 256 square, centre crop or 10 crops -> drop undecodable
            -> pad to whole batches with masked examples -> batch -> prefetch
 
@@ -55,22 +56,41 @@ def train_dataset(source: Source, split: str, *, batch_size: int, image_size: in
                   resize_size: int, seed: int, shuffle_buffer: int = 10_000,
                   fast_decode: bool = True, cache: bool = False,
                   lighting: PixelStats | None = None, lighting_std: float = 0.1,
-                  process_index: int = 0, process_count: int = 1) -> tf.data.Dataset:
+                  process_index: int = 0, process_count: int = 1,
+                  start_position: int = 0) -> tf.data.Dataset:
   """Endless training batches of `batch_size` (this host's share of the global batch).
 
-  Each example's crop, mirror and lighting come from `seed`, this process and the example's
-  position in the stream, so an epoch is the same on every run. `cache` keeps the encoded
-  images of this host's part of the split in memory after the first epoch. `lighting` (the
-  split's PixelStats) with `lighting_std` > 0 turns on the paper's PCA lighting noise.
+  The stream is a function of `seed` and this process alone: epoch e is this host's part of
+  the split, read in a fixed seeded file order, then shuffled with a seed made from (seed,
+  process, e). Each example's crop, mirror and lighting come from its position in the stream.
+  `start_position` starts the stream there, as if that many examples had been consumed: a
+  resumed run skips at most one epoch's encoded records and none of the decoding.
+  `cache` keeps the encoded images of this host's part of the split in memory after the
+  first epoch. `lighting` (the split's PixelStats) with `lighting_std` > 0 turns on the
+  paper's PCA lighting noise.
   """
   _check_crop_fits(image_size, resize_size)
   start, stop = host_range(source.num_examples(split), process_index, process_count)
-  dataset = source.read(split, start, stop, shuffle_files=True, seed=seed)
+  if stop == start:
+    raise ValueError(f'process {process_index} of {process_count} has no {split} examples: '
+                     f'the split has {stop} for {process_count} processes.')
+  examples = source.read(split, start, stop, shuffle_files=True, seed=seed)
   if cache:
-    dataset = dataset.cache()
-  dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-  dataset = dataset.repeat().enumerate()
+    examples = examples.cache()
   stream_seed = tf.constant([seed, process_index], tf.int64)
+  epoch_stream = tf.random.experimental.stateless_split(stream_seed, 2)[1]
+
+  def epoch(number):
+    # One int64 from the epoch's seed pair (TF's fold_in keeps `number` as the pair's second
+    # half, so the pair itself is not a scalar seed).
+    shuffle_seed = tf.random.stateless_uniform(
+        [], preprocessing.example_seed(epoch_stream, number), minval=None, maxval=None,
+        dtype=tf.int64)
+    return examples.shuffle(shuffle_buffer, seed=shuffle_seed, reshuffle_each_iteration=False)
+
+  first_epoch, offset = divmod(start_position, stop - start)
+  dataset = tf.data.Dataset.counter(first_epoch).flat_map(epoch).skip(offset)
+  dataset = dataset.enumerate(start=start_position)
   use_lighting = lighting is not None and lighting_std > 0
   if use_lighting:
     eigenvalues = tf.constant(lighting.rgb_eigenvalues)
@@ -153,6 +173,11 @@ class SkipCounter:
     self._field, self._next, self._stop = field, first, stop
     self.skipped = 0
 
+  @property
+  def next_position(self) -> int:
+    """The number after the last example delivered (or skipped): where to resume."""
+    return self._next
+
   def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
     return self
 
@@ -188,6 +213,9 @@ def eval_batches(source: Source, split: str, *, process_index: int = 0,
   return SkipCounter(dataset, 'index', first=start, stop=stop)
 
 
-def train_batches(source: Source, split: str, **kwargs) -> SkipCounter:
-  """`train_dataset` as numpy batches whose `skipped` counts undecodable images seen so far."""
-  return SkipCounter(train_dataset(source, split, **kwargs), 'position')
+def train_batches(source: Source, split: str, *, start_position: int = 0,
+                  **kwargs) -> SkipCounter:
+  """`train_dataset` as numpy batches whose `skipped` counts undecodable images seen so far
+  and whose `next_position` is where a resumed stream starts."""
+  return SkipCounter(train_dataset(source, split, start_position=start_position, **kwargs),
+                     'position', first=start_position)

@@ -155,7 +155,11 @@ class AlexNet(nnx.Module):
     init: 'paper' (N(0, 0.01) weights, biases 1 in conv2/4/5 and fc6/7) or 'he'.
     grouped_conv: 'split' computes a grouped convolution as one convolution per group,
       'xla' as one `feature_group_count` convolution; same numbers, different speed.
-    rngs: initialisation keys; the 'dropout' stream (or the default one) drives dropout.
+    width: multiplies the channels of every conv layer and the width of fc6 and fc7 (each
+      rounded to an even number so that the two-GPU halves stay equal); 1.0 is the paper's
+      network. Narrow nets are for demos and tests on a CPU.
+    rngs: initialisation keys; the 'dropout' stream (or the default one) drives dropout
+      unless keys are passed to the call.
   """
 
   def __init__(
@@ -168,6 +172,7 @@ class AlexNet(nnx.Module):
       *,
       init: Init = 'paper',
       grouped_conv: GroupedConvImpl = 'split',
+      width: float = 1.0,
       rngs: nnx.Rngs,
   ):
     arch = _architecture(variant)
@@ -181,27 +186,35 @@ class AlexNet(nnx.Module):
       raise ValueError(f"grouped_conv must be 'split' or 'xla', got {grouped_conv!r}.")
     if not 0.0 <= dropout_rate < 1.0:
       raise ValueError(f'dropout_rate must be in [0, 1), got {dropout_rate}.')
+    if not width > 0:
+      raise ValueError(f'width must be positive, got {width}.')
+
+    def scaled(channels: int) -> int:
+      return channels if width == 1.0 else max(2, 2 * round(channels * width / 2))
+
     self.variant = variant
     self.arch = arch
     self.image_size = image_size
     self.num_classes = num_classes
     self.dtype = dtype
+    self.width = width
 
     conv_fn = layers.split_group_conv if grouped_conv == 'split' else jax.lax.conv_general_dilated
     in_channels = 3
     for i, spec in enumerate(arch.convs, 1):
       kernel_init, bias_init = _initializers(init, spec.paper_bias)
       setattr(self, f'conv{i}', nnx.Conv(
-          in_channels, spec.features, (spec.kernel, spec.kernel), spec.stride,
+          in_channels, scaled(spec.features), (spec.kernel, spec.kernel), spec.stride,
           padding=((spec.padding, spec.padding),) * 2, feature_group_count=spec.groups,
           dtype=dtype, kernel_init=kernel_init, bias_init=bias_init,
           conv_general_dilated=conv_fn, rngs=rngs))
       if spec.lrn_groups:
         setattr(self, f'lrn{i}', layers.LocalResponseNorm(groups=spec.lrn_groups))
-      in_channels = spec.features
+      in_channels = scaled(spec.features)
 
     final_size = spatial_steps(arch, image_size)[-1].size
-    fc_widths = (final_size * final_size * in_channels, arch.hidden, arch.hidden, num_classes)
+    hidden = scaled(arch.hidden)
+    fc_widths = (final_size * final_size * in_channels, hidden, hidden, num_classes)
     for name, (d_in, d_out) in zip(('fc6', 'fc7', 'fc8'), zip(fc_widths, fc_widths[1:])):
       kernel_init, bias_init = _initializers(init, 0.0 if name == 'fc8' else arch.paper_fc_bias)
       setattr(self, name, nnx.Linear(d_in, d_out, dtype=dtype, kernel_init=kernel_init,
@@ -209,9 +222,13 @@ class AlexNet(nnx.Module):
     self.dropout6 = nnx.Dropout(dropout_rate, rngs=rngs)
     self.dropout7 = nnx.Dropout(dropout_rate, rngs=rngs)
 
-  def __call__(self, x: jax.Array, *, capture: dict | None = None) -> jax.Array:
+  def __call__(self, x: jax.Array, *, rngs: nnx.Rngs | jax.Array | None = None,
+               capture: dict | None = None) -> jax.Array:
     """Logits (N, num_classes) in float32 for images x (N, H, W, 3).
 
+    rngs: dropout keys for this call (a key, or nnx.Rngs); None uses the model's own stream.
+      The train step passes a key derived from the step, so a resumed run draws the same
+      masks as one that never stopped.
     capture: if a dict is given, each layer's output is stored in it under the layer's name
       (conv1, lrn1, pool1, ..., dropout6, ..., fc8), conv and fc outputs after their ReLU.
     """
@@ -225,6 +242,8 @@ class AlexNet(nnx.Module):
         capture[name] = y
       return y
 
+    if isinstance(rngs, jax.Array):
+      rngs = nnx.Rngs(dropout=rngs)  # a stream, so the two dropout layers draw different masks
     if self.dtype is not None:
       x = x.astype(self.dtype)
     for i, spec in enumerate(self.arch.convs, 1):
@@ -237,10 +256,10 @@ class AlexNet(nnx.Module):
     for n in (6, 7):
       fc, dropout = getattr(self, f'fc{n}'), getattr(self, f'dropout{n}')
       if self.arch.dropout_before_fc:
-        x = emit(f'dropout{n}', dropout(x))
+        x = emit(f'dropout{n}', dropout(x, rngs=rngs))
       x = emit(f'fc{n}', nnx.relu(fc(x)))
       if not self.arch.dropout_before_fc:
-        x = emit(f'dropout{n}', dropout(x))
+        x = emit(f'dropout{n}', dropout(x, rngs=rngs))
     return emit('fc8', self.fc8(x)).astype(jnp.float32)
 
   def named_layers(self) -> Iterator[tuple[str, nnx.Module]]:

@@ -61,8 +61,9 @@ class Source:
            seed: int = 0) -> tf.data.Dataset:
     """Examples [start, stop) of `split` as {'image': bytes, 'label': int64}.
 
-    With `shuffle_files`, the files (TFDS shards or images) are read in an order that is
-    reshuffled every epoch, reproducibly from `seed`; the set of examples is the same.
+    With `shuffle_files`, the files (TFDS shards or images) are read in one fixed order drawn
+    from `seed`, the same on every iteration; the set of examples is the same. The training
+    stream reshuffles each epoch itself, from seeds it can recompute on resume.
     """
     raise NotImplementedError
 
@@ -96,7 +97,8 @@ class TfdsSource(Source):
   def read(self, split, start, stop, *, shuffle_files=False, seed=0):
     self.check_split(split, self.builder.info.splits)
     # try_autocache off: caching is the pipeline's decision (config.cache), not TFDS's.
-    read_config = tfds.ReadConfig(shuffle_seed=seed, try_autocache=False)
+    read_config = tfds.ReadConfig(shuffle_seed=seed, shuffle_reshuffle_each_iteration=False,
+                                  try_autocache=False)
     dataset = self.builder.as_dataset(
         split=f'{split}[{start}:{stop}]', shuffle_files=shuffle_files, read_config=read_config,
         decoders={'image': tfds.decode.SkipDecoding()})
@@ -160,7 +162,7 @@ class FolderSource(Source):
     dataset = tf.data.Dataset.from_tensor_slices(
         (paths[start:stop], tf.constant(labels[start:stop], tf.int64)))
     if shuffle_files:
-      dataset = dataset.shuffle(stop - start, seed=seed, reshuffle_each_iteration=True)
+      dataset = dataset.shuffle(stop - start, seed=seed, reshuffle_each_iteration=False)
     return dataset.map(lambda path, label: {'image': tf.io.read_file(path), 'label': label},
                        num_parallel_calls=tf.data.AUTOTUNE)
 

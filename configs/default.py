@@ -1,9 +1,13 @@
-"""Default configuration: the paper's network.
+"""Default configuration: the paper's network on the embedded `shapes` data set, on a CPU.
 
-    python train.py --config=configs/default.py [--config.model.variant=torchvision]
+    python train.py --config=configs/default.py --workdir=/tmp/alexnet_shapes
 
-Training fields (data, optimiser, schedule, checkpoints) arrive with the training loop; until
-then `train.py` builds the configured network and prints its layer table.
+Hardware: 2 CPU cores (no accelerator), about 4 minutes including the one-off build of
+`shapes` (3,000 training and 600 validation JPEGs, 6 classes). Expected result: evaluation
+top-1 error well below chance (83.3%); see README "Results" for the measured curve.
+
+Every other config imports this one and overrides what differs; any field can be overridden
+on the command line as --config.FIELD=VALUE.
 """
 
 import ml_collections
@@ -12,12 +16,57 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
+
+  # Data. `dataset` is a TFDS name (imagenet2012, imagenette/320px, ...), a prepared TFDS
+  # directory (python -m alexnet_jax.resize_dataset), folder:/path/to/root, or 'shapes'.
+  config.dataset = 'shapes'
+  config.data_dir = ''  # TFDS data_dir; '' for TFDS's default (~/tensorflow_datasets)
+  config.manual_dir = ''  # where the ImageNet tars are; '' for <data_dir>/downloads/manual
+  config.train_split = 'train'
+  config.eval_split = 'validation'
+  config.num_classes = 0  # 0: the data set's; otherwise must equal it
+  config.image_size = 67  # crop side; 0: the network's own (227 paper, 224 torchvision)
+  config.resize_size = 76  # shorter side and centre square (the paper's 256)
+  config.fast_decode = True  # JPEG DCT-domain downscaling before the resize
+  config.cache = True  # keep this host's encoded training images in memory
+  config.shuffle_buffer = 10_000
+  config.mean = 'per_pixel'  # 'per_pixel' (paper), 'per_channel' or 'none'
+  config.mean_cache_dir = ''  # '' : next to the data
+  # Divide the mean-subtracted pixels by each channel's standard deviation over the split.
+  # Not in the paper (it feeds 0..255 minus the mean); He init needs unit-scale inputs.
+  config.normalize_std = True
+  config.lighting_std = 0.1  # PCA lighting noise (paper 4.1); 0 turns it off
+
+  # Model.
   config.model = ml_collections.ConfigDict()
   config.model.variant = 'paper'  # 'paper', 'paper_ungrouped' or 'torchvision'
-  config.model.num_classes = 1000
-  config.model.image_size = 0  # 0: the variant's own (227 paper, 224 torchvision)
   config.model.dropout_rate = 0.5
-  config.model.dtype = 'float32'  # or 'bfloat16': parameters stay float32
-  config.model.init = 'paper'  # or 'he'
+  config.model.dtype = 'float32'  # or 'bfloat16': parameters and updates stay float32
+  config.model.init = 'he'  # 'paper' (N(0, 0.01), biases 1) or 'he'
   config.model.grouped_conv = 'split'  # or 'xla'; same numbers, see README Performance
+  config.model.width = 1.0  # channel multiplier; 1.0 is the paper's network
+
+  # Optimiser: the paper's SGD (alexnet_jax/optim.py).
+  config.batch_size = 64  # global, over all devices of all hosts
+  config.num_epochs = 8
+  config.num_train_steps = 0  # > 0 overrides num_epochs
+  config.learning_rate = 0.01
+  config.momentum = 0.9
+  config.weight_decay = 5e-4
+  config.lr_schedule = 'cosine'  # 'plateau' (paper), 'steps', 'cosine' or 'constant'
+  config.warmup_epochs = 0.0
+  config.lr_drop_factor = 0.1  # 'steps' and 'plateau'
+  config.lr_drop_epochs = (30, 60, 80)  # 'steps'
+  config.plateau_patience = 2  # evaluations without improvement before a drop
+  config.plateau_min_delta = 0.001  # an improvement is at least this much top-1 error
+  config.plateau_max_drops = 3
+
+  # Evaluation, logging and checkpoints. Steps of 0 mean once per epoch.
+  config.eval_batch_size = 0  # 0: batch_size
+  config.ten_crop_eval = False  # the paper's 10-crop average (else the centre crop)
+  config.log_every_steps = 20
+  config.eval_every_steps = 0
+  config.checkpoint_every_steps = 0
+  config.keep_checkpoints = 2  # the latest few, besides the best
+  config.keep_best_checkpoints = 1  # by evaluation top-1 error
   return config

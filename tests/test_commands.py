@@ -19,18 +19,19 @@ def run(*args, succeed=True):
   return result
 
 
-def test_train_py_prints_the_configured_network():
-  pytest.importorskip('ml_collections')
-  out = run('train.py', '--config=configs/default.py',
-            '--config.model.variant=torchvision').stdout
+def test_model_command_prints_the_layer_table():
+  out = run('-m', 'alexnet_jax.model', '--variant=torchvision').stdout
   assert "AlexNet variant='torchvision' image_size=224" in out
   assert 'total parameters        61,100,840' in out
 
 
-def test_train_py_rejects_a_bad_variant():
-  pytest.importorskip('ml_collections')
-  result = run('train.py', '--config.model.variant=vgg', succeed=False)
-  assert "Unknown AlexNet variant 'vgg'" in result.stderr
+def test_train_py_rejects_a_bad_variant_before_reading_data(tmp_path):
+  workdir = tmp_path / 'run'
+  result = run('train.py', f'--workdir={workdir}', '--config.model.variant=vgg', succeed=False)
+  assert result.stderr.strip().splitlines()[-1] == (
+      "Error: config.model.variant='vgg' is not one of "
+      "['paper', 'paper_ungrouped', 'torchvision'].")
+  assert not workdir.exists()
 
 
 @pytest.mark.parametrize('module,args,last_line', [

@@ -173,6 +173,24 @@ def test_every_epoch_is_a_new_order(tf, source):
   assert not all(np.array_equal(epochs[0], e) for e in epochs[1:])
 
 
+@pytest.mark.parametrize('start', [5, 14, 31])
+def test_stream_started_at_a_position_continues_the_stream(tf, source, start):
+  """What a resumed run reads: the stream from `start` on, example for example (the same
+  images, crops, flips), within an epoch, at an epoch boundary and after the corrupt image."""
+  from alexnet_jax import input_pipeline
+  per_example = lambda **kw: input_pipeline.train_batches(  # noqa: E731
+      source, 'train', **train_kwargs(batch_size=1, **kw))
+  full = take(per_example(), 40)
+  expected = [b for b in full if b['position'][0] >= start]
+  resumed = per_example(start_position=start)
+  got = take(resumed, len(expected))
+  for a, b in zip(expected, got):
+    for field in a:
+      np.testing.assert_array_equal(a[field], b[field], err_msg=field)
+  assert expected[0]['position'][0] in (start, start + 1)  # start + 1 if start is corrupt
+  assert resumed.next_position == got[-1]['position'][0] + 1
+
+
 def test_crop_larger_than_the_square_is_refused(source):
   from alexnet_jax import input_pipeline
   with pytest.raises(ValueError, match='image_size 48 is larger than resize_size 40'):

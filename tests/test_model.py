@@ -232,3 +232,14 @@ def test_readme_shows_the_current_layer_table():
   with open(readme) as f:
     text = f.read()
   assert model_lib.format_table(abstract('paper')) in text
+
+
+def test_width_scales_every_layer_and_keeps_the_halves_even():
+  model = nnx.eval_shape(lambda: AlexNet('paper', 6, 67, width=0.125, rngs=nnx.Rngs(0)))
+  features = [getattr(model, f'conv{i}').kernel.shape[-1] for i in range(1, 6)]
+  assert features == [12, 32, 48, 48, 32]  # 96, 256, 384, 384, 256 / 8
+  assert model.fc6.kernel.shape == (32, 512) and model.fc8.kernel.shape == (512, 6)
+  odd = nnx.eval_shape(lambda: AlexNet('paper', 6, 67, width=0.1, rngs=nnx.Rngs(0)))
+  assert [getattr(odd, f'conv{i}').kernel.shape[-1] for i in range(1, 6)] == [10, 26, 38, 38, 26]
+  with pytest.raises(ValueError, match='width must be positive, got 0'):
+    AlexNet('paper', width=0, rngs=nnx.Rngs(0))

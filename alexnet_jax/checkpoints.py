@@ -1,0 +1,96 @@
+"""Orbax checkpoints in DIR/checkpoints: the train state and a JSON record of the run.
+
+Each checkpoint holds two items:
+  state: the TrainState (step, parameters, velocity, plateau bookkeeping), replicated arrays;
+  run:   JSON: the model's identity (variant, classes, image size, width) and every
+         process's position in its training stream, so that a resumed run reads on exactly
+         where the stopped one was.
+Saves are asynchronous (training goes on while the arrays are written); Orbax writes into a
+temporary directory and renames it when complete, so a half-written checkpoint is never
+taken for one. Kept: the latest `keep` and the `keep_best` with the lowest evaluation top-1
+error. All processes call every method (Orbax coordinates the writes).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers as policies
+
+BEST_METRIC = 'eval_top1_error'
+
+
+class ModelMismatchError(ValueError):
+  """The workdir's checkpoints are of another network than the config asks for."""
+
+
+class Checkpoints:
+
+  def __init__(self, workdir: str, *, keep: int, keep_best: int):
+    self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+    preserve = [policies.LatestN(n=keep)]
+    if keep_best > 0:
+      preserve.append(policies.BestN(get_metric_fn=lambda metrics: metrics[BEST_METRIC],
+                                     reverse=True, n=keep_best,
+                                     keep_checkpoints_without_metrics=False))
+    options = ocp.CheckpointManagerOptions(
+        preservation_policy=policies.AnyPreservationPolicy(preserve),
+        enable_async_checkpointing=True, create=True)
+    self._manager = ocp.CheckpointManager(self.directory, options=options,
+                                          item_names=('state', 'run'))
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    return list(self._manager.all_steps())
+
+  def best_step(self) -> int | None:
+    return self._manager.best_step()
+
+  def save(self, step: int, state: Any, run: dict, metrics: dict | None = None) -> None:
+    """Starts writing checkpoint `step` (returns once the arrays are copied off the device)."""
+    self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                     run=ocp.args.JsonSave(run)),
+                       metrics=metrics, force=True)
+
+  def read_run(self, step: int) -> dict:
+    return self._manager.restore(step, args=ocp.args.Composite(run=ocp.args.JsonRestore())).run
+
+  def restore(self, step: int, like_state: Any, model: dict) -> tuple[Any, dict]:
+    """Checkpoint `step`'s state, laid out (shapes, dtypes, shardings) like `like_state`, and
+    its run record; ModelMismatchError if it holds another network than `model` describes."""
+    run = self.read_run(step)
+    for field, value in model.items():
+      saved = run['model'].get(field)
+      if saved != value:
+        raise ModelMismatchError(
+            f'the checkpoints in {self.directory} are of a model with {field}={saved!r}, but '
+            f'the config asks for {field}={value!r}. Use the checkpoint\'s value, or another '
+            f'--workdir to start a new run; nothing was overwritten.')
+    abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding),
+                            like_state)
+    restored = self._manager.restore(
+        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+    return restored.state, run
+
+  def wait(self) -> None:
+    """Blocks until every started save is complete on disk."""
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.close()
+
+
+def quiet_library_logs() -> None:
+  """Keeps Orbax's per-save INFO lines (a dozen per checkpoint) out of the training log;
+  its warnings and errors still show."""
+  import logging as python_logging
+
+  from absl import logging
+  logging.get_absl_handler().addFilter(
+      lambda record: record.levelno >= python_logging.WARNING or
+      f'{os.sep}orbax{os.sep}' not in record.pathname)

@@ -1,0 +1,48 @@
+"""Processes and the device mesh: `jax.distributed` when the environment asks for it, and
+the one-axis `data` mesh over every device of every process."""
+
+from __future__ import annotations
+
+import os
+
+import jax
+from jax.sharding import AxisType, Mesh
+
+from alexnet_jax.device_input import DATA_AXIS
+
+# Set by launchers of several processes: JAX itself (JAX_COORDINATOR_ADDRESS, with our
+# JAX_NUM_PROCESSES / JAX_PROCESS_ID for hand-started processes), Cloud TPU pods, Slurm,
+# Open MPI. jax.distributed.initialize() reads the rest of the setup from them.
+_MULTI_PROCESS_SIGNS = {
+    'JAX_COORDINATOR_ADDRESS': lambda value: bool(value),
+    'TPU_WORKER_HOSTNAMES': lambda value: ',' in value,
+    'SLURM_NTASKS': lambda value: value.isdigit() and int(value) > 1,
+    'OMPI_COMM_WORLD_SIZE': lambda value: value.isdigit() and int(value) > 1,
+}
+
+
+def multi_process_requested(environ=os.environ) -> bool:
+  return any(sign(environ[name]) for name, sign in _MULTI_PROCESS_SIGNS.items()
+             if name in environ)
+
+
+def initialize_if_requested(environ=os.environ) -> bool:
+  """Calls jax.distributed.initialize() when a multi-process launcher set the environment;
+  returns whether it did. Must run before anything touches a JAX device."""
+  if not multi_process_requested(environ):
+    return False
+  # CPU processes need a collectives implementation to talk to each other; accelerators
+  # ignore this setting.
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  count, index = environ.get('JAX_NUM_PROCESSES'), environ.get('JAX_PROCESS_ID')
+  jax.distributed.initialize(num_processes=int(count) if count else None,
+                             process_id=int(index) if index else None)
+  return True
+
+
+def data_mesh() -> Mesh:
+  """Every device of every process on the `data` axis, in JAX's global device order.
+
+  The axis is Auto: XLA places the step's collectives (the gradient all-reduce) itself.
+  """
+  return jax.make_mesh((jax.device_count(),), (DATA_AXIS,), axis_types=(AxisType.Auto,))

@@ -1,0 +1,63 @@
+"""Scores a checkpoint on the eval split, with the centre crop and with the paper's 10 crops.
+
+    python -m alexnet_jax.evaluate --workdir=DIR [--step=N] [--split=validation]
+
+Prints top-1 and top-5 error for both and writes them to DIR/eval-<step>.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from absl import app, flags, logging
+
+from alexnet_jax import distributed
+
+FLAGS = flags.FLAGS
+
+
+def evaluate_checkpoint(workdir: str, step: int | None = None,
+                        split: str | None = None) -> dict[str, dict[str, float]]:
+  """{'centre': metrics, 'ten_crop': metrics} of checkpoint `step` (the latest by default)."""
+  from alexnet_jax import inference, train, train_step
+  trained = inference.load(workdir, step)
+  config = trained.config
+  if split:
+    config.eval_split = split
+  source = train.open_data(config)
+  eval_step = train_step.make_eval_step(trained.network, trained.preprocess, trained.mesh)
+  results = {view: train.evaluate(eval_step, trained.params, source, config, trained.mesh,
+                                  ten_crop=view == 'ten_crop')
+             for view in ('centre', 'ten_crop')}
+  results['step'] = trained.step
+  return results
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  distributed.initialize_if_requested()
+  from alexnet_jax.checkpoints import quiet_library_logs
+  quiet_library_logs()
+  results = evaluate_checkpoint(FLAGS.workdir, FLAGS.step, FLAGS.split)
+  step = results['step']
+  print(f'checkpoint {step} of {FLAGS.workdir}:')
+  for view, label in (('centre', 'centre crop'), ('ten_crop', '10 crops   ')):
+    r = results[view]
+    print(f'  {label}  top-1 error {100 * (1 - r["eval_top1"]):6.2f}%  '
+          f'top-5 error {100 * (1 - r["eval_top5"]):6.2f}%  ({r["eval_examples"]} examples)')
+  import jax
+  if jax.process_index() == 0:
+    path = os.path.join(FLAGS.workdir, f'eval-{step}.json')
+    with open(path, 'w') as f:
+      json.dump(results, f, indent=2)
+    logging.info('Wrote %s.', path)
+
+
+if __name__ == '__main__':
+  # Defined here, not on import, so that evaluate and predict can both be imported.
+  flags.DEFINE_string('workdir', None, 'The training run\'s workdir.', required=True)
+  flags.DEFINE_integer('step', None, 'Checkpoint step; the latest when unset.')
+  flags.DEFINE_string('split', None, 'Split to score; the run\'s eval_split when unset.')
+  app.run(main)

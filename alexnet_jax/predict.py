@@ -1,0 +1,71 @@
+"""The top-5 classes of images, by a trained network.
+
+    python -m alexnet_jax.predict --workdir=DIR [--step=N] IMAGE [IMAGE ...]
+
+Each image is prepared as the run's evaluation prepares it (shorter side to resize_size,
+centre square, mean subtraction) and scored by the average softmax of the paper's 10 crops.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+
+
+def predict(trained, paths: list[str], top: int = 5) -> list[list[tuple[str, float]]]:
+  """For each image file, its `top` (class name, probability) pairs, most likely first."""
+  import jax
+  import jax.numpy as jnp
+
+  from alexnet_jax import config_checks, preprocessing
+  from alexnet_jax.tensorflow_cpu import tf
+  config = trained.config
+  size = config_checks.image_size(config)
+  views = []
+  for path in paths:
+    try:
+      square = preprocessing.square_image(tf.io.read_file(path), config.resize_size,
+                                          config.fast_decode)
+    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as error:
+      raise ValueError(f'{path} could not be read as an image: {error.message}') from None
+    images, offsets, flipped = preprocessing.ten_crops(square, size)
+    views.append({'image': images.numpy(), 'crop_offset': offsets.numpy(),
+                  'flipped': flipped.numpy()})
+  batch = {name: np.stack([v[name] for v in views]) for name in views[0]}
+
+  @jax.jit
+  def probabilities(params, batch):
+    images = trained.preprocess(batch, lighting=False)
+    logits = trained.network.model(params, train=False)(images.reshape(-1, size, size, 3))
+    return jax.nn.softmax(logits).reshape(len(paths), 10, -1).mean(1)
+
+  probs = np.asarray(probabilities(trained.params, jax.tree.map(jnp.asarray, batch)))
+  result = []
+  for row in probs:
+    best = np.argsort(-row, kind='stable')[:top]
+    result.append([(trained.class_names[i], float(row[i])) for i in best])
+  return result
+
+
+def main(argv):
+  paths = argv[1:]
+  if not paths:
+    raise app.UsageError('Name one or more image files to classify.')
+  from alexnet_jax import inference
+  from alexnet_jax.checkpoints import quiet_library_logs
+  quiet_library_logs()
+  trained = inference.load(FLAGS.workdir, FLAGS.step)
+  for path, classes in zip(paths, predict(trained, paths, FLAGS.top)):
+    print(path)
+    for name, probability in classes:
+      print(f'  {probability:7.2%}  {name}')
+
+
+if __name__ == '__main__':
+  # Defined here, not on import, so that evaluate and predict can both be imported.
+  flags.DEFINE_string('workdir', None, 'The training run\'s workdir.', required=True)
+  flags.DEFINE_integer('step', None, 'Checkpoint step; the latest when unset.')
+  flags.DEFINE_integer('top', 5, 'How many classes to print per image.')
+  app.run(main)

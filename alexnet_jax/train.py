@@ -1,0 +1,307 @@
+"""Training and evaluation: `train_and_evaluate(config, workdir)`, what `python train.py` runs.
+
+    data (this host's tf.data stream) -> global batch over the `data` mesh -> jitted step
+    -> metrics every log_every_steps -> evaluation (centre or 10 crops) every eval_every_steps
+    -> Orbax checkpoint every checkpoint_every_steps, after each evaluation, at the end, and
+       on SIGTERM
+
+Restarting with the same workdir resumes from the latest checkpoint: state, schedule, random
+keys and each process's position in its data stream, so the result equals an uninterrupted
+run's.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import threading
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+from flax import nnx
+
+from alexnet_jax import config_checks, device_input, distributed, optim, train_step
+from alexnet_jax.checkpoints import BEST_METRIC, Checkpoints
+from alexnet_jax.metric_writer import MetricWriter, kernel_grid
+from alexnet_jax.model import AlexNet
+
+NORMALIZATION_FILE = 'normalization.npz'  # the mean image and pixel scale, for evaluate/predict
+
+
+def build_model(config: ml_collections.ConfigDict, num_classes: int,
+                rngs: nnx.Rngs) -> AlexNet:
+  m = config.model
+  return AlexNet(m.variant, num_classes, config_checks.image_size(config), m.dropout_rate,
+                 jnp.dtype(m.dtype), init=m.init, grouped_conv=m.grouped_conv, width=m.width,
+                 rngs=rngs)
+
+
+def model_identity(config: ml_collections.ConfigDict, num_classes: int) -> dict:
+  """What a checkpoint's parameters depend on: a checkpoint restores only into the same."""
+  return {'variant': config.model.variant, 'num_classes': num_classes,
+          'image_size': config_checks.image_size(config), 'width': config.model.width}
+
+
+def _hosts() -> dict:
+  return {'process_index': jax.process_index(), 'process_count': jax.process_count()}
+
+
+def open_data(config: ml_collections.ConfigDict):
+  """The configured source and its number of classes (checked against config.num_classes)."""
+  from alexnet_jax import sources
+  source = sources.open_source(config.dataset, config.data_dir or None,
+                               config.manual_dir or None)
+  if config.num_classes and config.num_classes != source.num_classes:
+    raise config_checks.ConfigError(
+        f'config.num_classes={config.num_classes} but {source.name} has '
+        f'{source.num_classes} classes: set it to {source.num_classes}, or 0 to follow the data.')
+  return source
+
+
+def normalization(config: ml_collections.ConfigDict, source) -> dict[str, np.ndarray]:
+  """The mean image to subtract and the per-channel factor after it, from the training
+  split's pixel statistics (computed once, then cached)."""
+  from alexnet_jax import pixel_stats
+  stats = pixel_stats.load_or_compute(
+      source, config.train_split, config.resize_size, fast_decode=config.fast_decode,
+      cache_dir=config.mean_cache_dir or None, **_hosts())
+  scale = np.ones(3, np.float32)
+  if config.normalize_std:
+    covariance = (stats.rgb_eigenvectors * stats.rgb_eigenvalues) @ stats.rgb_eigenvectors.T
+    scale = (1.0 / (255.0 * np.sqrt(np.diag(covariance)))).astype(np.float32)
+  return {'mean_image': stats.mean(config.mean), 'pixel_scale': scale,
+          'rgb_eigenvalues': stats.rgb_eigenvalues, 'rgb_eigenvectors': stats.rgb_eigenvectors,
+          'num_examples': stats.num_examples}
+
+
+def preprocess_fn(config, norm: dict, mesh) -> train_step.Preprocess:
+  put = lambda x: jax.device_put(jnp.asarray(x, jnp.float32), train_step.replicated(mesh))  # noqa: E731
+  return train_step.Preprocess(put(norm['mean_image']), put(norm['pixel_scale']),
+                               jnp.dtype(config.model.dtype))
+
+
+def evaluate(eval_step, params, source, config, mesh, *, ten_crop: bool) -> dict[str, float]:
+  """Top-1 and top-5 accuracy, loss and the number of examples scored on config.eval_split."""
+  from alexnet_jax import input_pipeline
+  hosts = _hosts()
+  batch_size = (config.eval_batch_size or config.batch_size) // hosts['process_count']
+  batches = input_pipeline.eval_batches(
+      source, config.eval_split, batch_size=batch_size,
+      image_size=config_checks.image_size(config), resize_size=config.resize_size,
+      ten_crop=ten_crop, fast_decode=config.fast_decode, **hosts)
+  totals = None
+  for batch in batches:
+    batch.pop('index')
+    sums = eval_step(params, device_input.global_batch(batch, mesh))
+    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+  totals = {name: value.item() for name, value in jax.device_get(totals).items()}
+  count = max(totals['count'], 1)
+  return {'eval_top1': totals['top1_correct'] / count, 'eval_top5': totals['top5_correct'] / count,
+          'eval_loss': totals['loss_sum'] / count, 'eval_examples': totals['count']}
+
+
+class _Preemption:
+  """Whether to checkpoint and stop now. One process: our SIGTERM handler sets a flag. Several:
+  JAX's preemption service (it receives the notice on any process and agrees on a step at
+  which all of them save)."""
+
+  def __init__(self):
+    self._multi = jax.process_count() > 1
+    self._event = threading.Event()
+    self._previous = None
+    if not self._multi and threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, lambda *_: self._event.set())
+
+  def reached(self, step: int) -> bool:
+    if self._multi:
+      from jax.experimental import multihost_utils
+      return multihost_utils.reached_preemption_sync_point(step)
+    return self._event.is_set()
+
+  def close(self) -> None:
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def _every(config_value: int, steps_per_epoch: int) -> int:
+  return config_value if config_value > 0 else steps_per_epoch
+
+
+def _duration(seconds: float) -> str:
+  seconds = int(seconds)
+  return f'{seconds // 3600}h{seconds // 60 % 60:02d}m' if seconds >= 3600 else \
+      f'{seconds // 60}m{seconds % 60:02d}s'
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+  """Trains and evaluates as `config` says, in `workdir`; returns the last evaluation.
+
+  Safe to call again with the same workdir: it resumes where the last checkpoint left off,
+  and returns at once (after an evaluation) if the run is already complete.
+  """
+  from alexnet_jax import input_pipeline
+  mesh = distributed.data_mesh()
+  config_checks.validate(config, jax.device_count())
+  hosts = _hosts()
+  is_main = hosts['process_index'] == 0
+  source = open_data(config)
+  num_classes = source.num_classes
+  num_train = source.num_examples(config.train_split)
+  source.num_examples(config.eval_split)  # fails now, naming the splits, if it is missing
+  steps_per_epoch = max(num_train // config.batch_size, 1)
+  total_steps = config.num_train_steps or math.ceil(config.num_epochs * steps_per_epoch)
+  log_every = config.log_every_steps
+  eval_every = _every(config.eval_every_steps, steps_per_epoch)
+  checkpoint_every = _every(config.checkpoint_every_steps, steps_per_epoch)
+
+  norm = normalization(config, source)
+  preprocess = preprocess_fn(config, norm, mesh)
+
+  optimizer = optim.paper_sgd(config.momentum, config.weight_decay)
+  learning_rate = optim.learning_rate_schedule(
+      config.lr_schedule, config.learning_rate, total_steps=total_steps,
+      warmup_steps=round(config.warmup_epochs * steps_per_epoch),
+      drop_steps=[round(e * steps_per_epoch) for e in config.lr_drop_epochs],
+      drop_factor=config.lr_drop_factor)
+  network, state = train_step.init(lambda rngs: build_model(config, num_classes, rngs),
+                                   optimizer, config.seed, mesh)
+  step_fn = train_step.make_train_step(network, optimizer, learning_rate, preprocess,
+                                       config.seed, mesh)
+  eval_step = train_step.make_eval_step(network, preprocess, mesh)
+  plateau_update = train_step.make_plateau_update(
+      config.plateau_patience, config.plateau_max_drops, config.plateau_min_delta, mesh)
+
+  checkpoints = Checkpoints(workdir, keep=config.keep_checkpoints,
+                            keep_best=config.keep_best_checkpoints)
+  identity = model_identity(config, num_classes)
+  position = 0
+  latest = checkpoints.latest_step()
+  if latest is not None:
+    state, run = checkpoints.restore(latest, state, identity)
+    if run['process_count'] == hosts['process_count']:
+      position = run['positions'][hosts['process_index']]
+    else:
+      position = latest * (config.batch_size // hosts['process_count'])
+      logging.warning('Checkpoint %d was written by %d processes, this run has %d: the data '
+                      'stream restarts at its nominal position, not the exact one.',
+                      latest, run['process_count'], hosts['process_count'])
+    logging.info('Resumed from checkpoint %d in %s.', latest, checkpoints.directory)
+
+  if is_main:  # after the restore: a refused restart leaves the workdir as it was
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2))
+    np.savez(os.path.join(workdir, NORMALIZATION_FILE), mean_image=norm['mean_image'],
+             pixel_scale=norm['pixel_scale'], class_names=np.array(class_names(source)))
+
+  lighting = None
+  if config.lighting_std > 0:
+    from alexnet_jax.pixel_stats import PixelStats
+    lighting = PixelStats(norm['mean_image'], norm['rgb_eigenvalues'], norm['rgb_eigenvectors'],
+                          norm['num_examples'])
+  batches = input_pipeline.train_batches(
+      source, config.train_split, batch_size=config.batch_size // hosts['process_count'],
+      image_size=config_checks.image_size(config), resize_size=config.resize_size,
+      seed=config.seed, shuffle_buffer=config.shuffle_buffer, fast_decode=config.fast_decode,
+      cache=config.cache, lighting=lighting, lighting_std=config.lighting_std,
+      start_position=position, **hosts)
+
+  writer = MetricWriter(workdir, enabled=is_main)
+  preemption = _Preemption()
+  step = int(jax.device_get(state.step))
+  first_step = step
+
+  def save(metrics: dict | None = None) -> None:
+    positions = [batches.next_position]
+    if hosts['process_count'] > 1:
+      from jax.experimental import multihost_utils
+      positions = multihost_utils.process_allgather(np.array(batches.next_position)).tolist()
+    checkpoints.save(step, state, {'model': identity, 'positions': positions,
+                                   'process_count': hosts['process_count'],
+                                   'skipped_images': batches.skipped}, metrics)
+
+  def run_evaluation() -> dict[str, float]:
+    nonlocal state
+    result = evaluate(eval_step, state.params, source, config, mesh,
+                      ten_crop=config.ten_crop_eval)
+    if config.lr_schedule == 'plateau':
+      state = plateau_update(state, 1.0 - result['eval_top1'])
+    writer.write_scalars(step, result)
+    writer.write_image(step, 'conv1_kernels',
+                       kernel_grid(train_step.first_layer_kernels(state.params)))
+    logging.info('step %d/%d: eval top-1 error %.2f%%, top-5 error %.2f%% on %d examples '
+                 '(%s).', step, total_steps, 100 * (1 - result['eval_top1']),
+                 100 * (1 - result['eval_top5']), result['eval_examples'],
+                 '10 crops' if config.ten_crop_eval else 'centre crop')
+    return result
+
+  logging.info('Training %s on %s (%d examples, %d classes) for %d steps of %d images '
+               '(%d per epoch) on %d devices in %d processes; workdir %s.',
+               config.model.variant, source.name, num_train, num_classes, total_steps,
+               config.batch_size, steps_per_epoch, jax.device_count(),
+               hosts['process_count'], workdir)
+  last_eval: dict[str, float] = {}
+  pending: list[dict] = []  # this log interval's step metrics, still on the device
+  interval_start = time.time()
+  try:
+    while step < total_steps:
+      batch = next(batches)
+      batch.pop('position')
+      state, metrics = step_fn(state, device_input.global_batch(batch, mesh))
+      step += 1
+      pending.append(metrics)
+      if step == first_step + 1:
+        jax.block_until_ready(metrics)
+        logging.info('First step (with compilation) took %.1f s.', time.time() - interval_start)
+        pending, interval_start = [], time.time()
+      if pending and (step % log_every == 0 or step == total_steps):
+        fetched = jax.device_get(pending)
+        elapsed = time.time() - interval_start
+        images_per_second = len(fetched) * config.batch_size / max(elapsed, 1e-9)
+        left = (total_steps - step) * elapsed / len(fetched)
+        logged = {'loss': float(np.mean([m['loss'] for m in fetched])),
+                  'top1': float(np.mean([m['top1'] for m in fetched])),
+                  'learning_rate': float(fetched[-1]['learning_rate']),
+                  'images_per_second': images_per_second}
+        writer.write_scalars(step, logged)
+        logging.info('step %d/%d: loss %.4f, train top-1 error %.2f%%, lr %.5g, %.1f images/s, '
+                     '%s left.', step, total_steps, logged['loss'], 100 * (1 - logged['top1']),
+                     logged['learning_rate'], images_per_second, _duration(left))
+        pending, interval_start = [], time.time()
+      if step % eval_every == 0 or step == total_steps:
+        eval_start = time.time()
+        last_eval = run_evaluation()
+        save({BEST_METRIC: 1.0 - last_eval['eval_top1']})
+        interval_start += time.time() - eval_start  # images/s counts training time alone
+      elif step % checkpoint_every == 0:
+        save()
+      if preemption.reached(step):
+        if checkpoints.latest_step() != step:
+          save()
+        checkpoints.wait()
+        logging.warning('Stopped by SIGTERM at step %d; checkpoint saved in %s. Run the same '
+                        'command again to resume.', step, checkpoints.directory)
+        return last_eval
+    if first_step == total_steps:  # already complete: report the final checkpoint
+      last_eval = run_evaluation()
+  finally:
+    checkpoints.wait()
+    checkpoints.close()
+    writer.close()
+    preemption.close()
+  if batches.skipped:
+    logging.warning('%d training image(s) could not be decoded and were skipped.',
+                    batches.skipped)
+  return last_eval
+
+
+def class_names(source) -> list[str]:
+  """The data set's class names in label order (numbers where it has none)."""
+  names = getattr(source, 'classes', None)
+  if names is None and hasattr(source, 'builder'):
+    names = source.builder.info.features['label'].names
+  return list(names) if names else [str(i) for i in range(source.num_classes)]

@@ -1,0 +1,149 @@
+"""The jitted steps: train (forward, backward, paper SGD), evaluate, and the plateau check.
+
+The network is an NNX module split once into a static graph and plain pytrees; each step
+merges them inside `jax.jit`, so the compiled program sees only arrays (DESIGN.md). The
+train state is replicated over the one-axis `data` mesh and donated to the step; batches are
+split over the mesh. No TensorFlow here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx, struct
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from alexnet_jax import device_input, optim
+from alexnet_jax.model import AlexNet
+
+Batch = dict[str, jax.Array]
+
+
+@struct.dataclass
+class TrainState:
+  step: jax.Array  # int32, steps taken
+  params: nnx.State
+  opt_state: optim.PaperSgdState
+  plateau: optim.Plateau
+
+
+@dataclasses.dataclass(frozen=True)
+class Network:
+  """The model's static parts: its graph in training and in evaluation mode (dropout on or
+  off), and its non-parameter state (the dropout stream's initial key, unused by the steps,
+  which pass their own keys)."""
+  train_graph: nnx.GraphDef
+  eval_graph: nnx.GraphDef
+  other_state: nnx.State
+
+  def model(self, params: nnx.State, *, train: bool) -> AlexNet:
+    graph = self.train_graph if train else self.eval_graph
+    return nnx.merge(graph, params, self.other_state, copy=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocess:
+  """What the device does to a uint8 batch before the network (device_input.normalize)."""
+  mean_image: jax.Array  # (S, S, 3) float32, 0..255
+  pixel_scale: jax.Array  # (3,) multiplies the mean-subtracted pixels
+  dtype: jnp.dtype
+
+  def __call__(self, batch: Batch, *, lighting: bool) -> jax.Array:
+    pixels = device_input.normalize(batch['image'], batch['crop_offset'], batch['flipped'],
+                                    self.mean_image, batch['lighting'] if lighting else None)
+    return (pixels * self.pixel_scale).astype(self.dtype)
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, PartitionSpec())
+
+
+def init(build_model: Callable[[nnx.Rngs], AlexNet], optimizer: optax.GradientTransformation,
+         seed: int, mesh: Mesh) -> tuple[Network, TrainState]:
+  """The network and its first train state, initialised from `seed` inside jit, so that every
+  process makes the same replicated arrays without copying them between hosts."""
+  abstract = nnx.eval_shape(lambda: build_model(nnx.Rngs(seed)))
+  abstract.train()
+  train_graph = nnx.graphdef(abstract)
+  abstract.eval()
+  eval_graph = nnx.graphdef(abstract)
+
+  def create():
+    model = build_model(nnx.Rngs(seed))
+    _, params, other_state = nnx.split(model, nnx.Param, ...)
+    state = TrainState(step=jnp.array(0, jnp.int32), params=params,
+                       opt_state=optimizer.init(params), plateau=optim.Plateau.start())
+    return state, other_state
+
+  state, other_state = jax.jit(create, out_shardings=replicated(mesh))()
+  return Network(train_graph, eval_graph, other_state), state
+
+
+def make_train_step(network: Network, optimizer: optax.GradientTransformationExtraArgs,
+                    learning_rate: Callable[[jax.Array, jax.Array], jax.Array],
+                    preprocess: Preprocess, seed: int, mesh: Mesh):
+  """state, batch -> state, metrics. Dropout keys come from (seed, step), so a resumed run
+  draws the masks an uninterrupted one would."""
+  dropout_root = jax.random.fold_in(jax.random.key(seed), 1)
+
+  def train_step(state: TrainState, batch: Batch):
+    images = preprocess(batch, lighting=True)
+    labels = batch['label']
+    dropout_key = jax.random.fold_in(dropout_root, state.step)
+
+    def loss_fn(params):
+      logits = network.model(params, train=True)(images, rngs=dropout_key)
+      loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+      return loss, logits
+
+    (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    lr = learning_rate(state.step, state.plateau.drops)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params,
+                                          learning_rate=lr)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {'loss': loss, 'top1': jnp.mean(jnp.argmax(logits, -1) == labels),
+               'learning_rate': lr}
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+  return jax.jit(train_step, out_shardings=replicated(mesh), donate_argnums=0)
+
+
+def make_eval_step(network: Network, preprocess: Preprocess, mesh: Mesh):
+  """params, batch -> sums over the real (unmasked) examples: top-1 and top-5 correct, loss,
+  count. Batches of 10 crops (B, 10, H, W, 3) are scored by their average softmax."""
+
+  def eval_step(params: nnx.State, batch: Batch):
+    images = preprocess(batch, lighting=False)
+    views = images.reshape(-1, *images.shape[-3:])
+    logits = network.model(params, train=False)(views)
+    probs = jax.nn.softmax(logits).reshape(images.shape[0], -1, logits.shape[-1]).mean(1)
+    labels, mask = batch['label'], batch['mask']
+    top5 = jax.lax.top_k(probs, min(5, probs.shape[-1]))[1]
+    label_prob = jnp.take_along_axis(probs, labels[:, None], axis=-1)[:, 0]
+    return {'top1_correct': jnp.sum((top5[:, 0] == labels) & mask),
+            'top5_correct': jnp.sum(jnp.any(top5 == labels[:, None], -1) & mask),
+            'loss_sum': jnp.sum(jnp.where(mask, -jnp.log(jnp.maximum(label_prob, 1e-30)), 0)),
+            'count': jnp.sum(mask)}
+
+  return jax.jit(eval_step, out_shardings=replicated(mesh))
+
+
+def make_plateau_update(patience: int, max_drops: int, min_delta: float, mesh: Mesh):
+  """state, eval top-1 error -> state with the plateau bookkeeping advanced (jitted, so
+  the state stays a replicated global array on every process)."""
+
+  def update(state: TrainState, error: jax.Array) -> TrainState:
+    return state.replace(plateau=optim.plateau_update(
+        state.plateau, error, patience=patience, max_drops=max_drops, min_delta=min_delta))
+
+  return jax.jit(update, out_shardings=replicated(mesh), donate_argnums=0)
+
+
+def first_layer_kernels(params: nnx.State) -> np.ndarray:
+  """conv1's kernels as a host array (kh, kw, 3, n)."""
+  return np.asarray(jax.device_get(params['conv1']['kernel'].get_value()))

@@ -1,0 +1,80 @@
+"""The shipped configs are valid and say how to run them; bad fields are named before any
+data is read."""
+
+import importlib
+import inspect
+
+import pytest
+
+from alexnet_jax import config_checks
+from alexnet_jax.config_checks import ConfigError
+
+CONFIGS = ('default', 'imagenet', 'imagenette')
+
+
+@pytest.mark.parametrize('name', CONFIGS)
+def test_config_is_valid_and_its_docstring_gives_the_command(name):
+  module = importlib.import_module(f'configs.{name}')
+  config_checks.validate(module.get_config(), device_count=8)
+  doc = inspect.getdoc(module)
+  assert f'python train.py --config=configs/{name}.py --workdir=' in doc
+  assert 'Hardware:' in doc and 'Expected result:' in doc
+
+
+def test_imagenet_config_is_the_papers_recipe():
+  from configs import imagenet
+  config = imagenet.get_config()
+  assert (config.dataset, config.num_classes, config_checks.image_size(config)) == (
+      'imagenet2012', 1000, 227)
+  assert (config.batch_size, config.learning_rate, config.momentum, config.weight_decay) == (
+      128, 0.01, 0.9, 5e-4)
+  assert (config.lr_schedule, config.plateau_max_drops, config.lr_drop_factor) == (
+      'plateau', 3, 0.1)
+  assert (config.model.variant, config.model.init, config.model.width) == ('paper', 'paper', 1.0)
+  assert (config.resize_size, config.mean, config.normalize_std) == (256, 'per_pixel', False)
+
+
+def bad(**fields):
+  from configs import default
+  config = default.get_config()
+  for field, value in fields.items():
+    target = config
+    *parents, last = field.split('__')
+    for parent in parents:
+      target = target[parent]
+    target[last] = value
+  return config
+
+
+@pytest.mark.parametrize('fields,devices,message', [
+    ({'model__variant': 'vgg'}, 1,
+     "config.model.variant='vgg' is not one of ['paper', 'paper_ungrouped', 'torchvision']."),
+    ({'lr_schedule': 'linear'}, 1,
+     "config.lr_schedule='linear' is not one of ['plateau', 'steps', 'cosine', 'constant']."),
+    ({'model__dtype': 'float16'}, 1,
+     "config.model.dtype='float16' is not one of ['float32', 'bfloat16']."),
+    ({'batch_size': 60}, 8,
+     'config.batch_size=60 does not divide over the 8 devices: use a multiple of 8.'),
+    ({'image_size': 40}, 1,
+     "config.image_size=40 is below the smallest input of 'paper', 67."),
+    ({'image_size': 80}, 1,
+     'config.image_size=80 is larger than config.resize_size=76: the crop must fit in the '
+     'resized square.'),
+    ({'num_epochs': 0, 'num_train_steps': 0}, 1,
+     'config.num_epochs and config.num_train_steps are both 0: set one of them to the length '
+     'of the run.'),
+    ({'num_train_steps': -5}, 1, 'config.num_train_steps=-5 must be >= 0.'),
+    ({'learning_rate': 0.0}, 1, 'config.learning_rate=0.0 must be > 0.'),
+])
+def test_bad_field_is_named_with_its_valid_values(fields, devices, message):
+  with pytest.raises(ConfigError) as error:
+    config_checks.validate(bad(**fields), device_count=devices)
+  assert str(error.value) == message
+
+
+def test_class_count_that_differs_from_the_data_is_refused(tf, shapes_data_dir):
+  from alexnet_jax.train import open_data
+  config = bad(num_classes=1000, data_dir=shapes_data_dir)
+  with pytest.raises(ConfigError, match='config.num_classes=1000 but shapes/1.1.0 has 6 '
+                                        'classes: set it to 6, or 0 to follow the data.'):
+    open_data(config)

@@ -1,0 +1,51 @@
+"""The run's outputs: PNG encoding, the first-layer kernel grid, metrics.jsonl."""
+
+import io
+import json
+
+import numpy as np
+
+from alexnet_jax.metric_writer import MetricWriter, kernel_grid, png_bytes
+
+
+def test_png_decodes_to_the_same_pixels():
+  from PIL import Image
+  image = np.random.default_rng(0).integers(0, 256, (7, 5, 3), dtype=np.uint8)
+  decoded = Image.open(io.BytesIO(png_bytes(image)))
+  assert decoded.mode == 'RGB'
+  np.testing.assert_array_equal(np.asarray(decoded), image)
+
+
+def test_kernel_grid_puts_each_kernel_in_its_cell_scaled_to_its_own_range():
+  rng = np.random.default_rng(1)
+  kernels = rng.normal(size=(11, 11, 3, 96)).astype(np.float32)
+  kernels[..., 5] *= 100  # a kernel's own range sets its scale, not the others'
+  grid = kernel_grid(kernels, columns=16, zoom=1)
+  assert grid.shape == (6 * 12 + 1, 16 * 12 + 1, 3)  # the paper's 6 rows of 16
+  for n in (0, 5, 47, 48, 95):
+    row, column = divmod(n, 16)
+    cell = grid[1 + row * 12:1 + row * 12 + 11, 1 + column * 12:1 + column * 12 + 11]
+    k = kernels[..., n]
+    np.testing.assert_array_equal(cell, np.round((k - k.min()) / (k.max() - k.min()) * 255))
+  assert (grid[0] == 255).all() and (grid[:, 12] == 255).all()  # white separators
+  zoomed = kernel_grid(kernels, columns=16, zoom=3)
+  np.testing.assert_array_equal(zoomed[::3, ::3], grid)
+
+
+def test_metrics_jsonl_has_one_object_per_write_with_ints_kept(tmp_path):
+  writer = MetricWriter(str(tmp_path))
+  writer.write_scalars(10, {'loss': np.float32(1.5), 'eval_examples': 600})
+  writer.write_scalars(20, {'eval_top1': 0.25})
+  writer.close()
+  lines = [json.loads(line) for line in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
+  assert lines == [{'step': 10, 'loss': 1.5, 'eval_examples': 600},
+                   {'step': 20, 'eval_top1': 0.25}]
+  assert isinstance(lines[0]['eval_examples'], int)
+
+
+def test_only_the_enabled_writer_writes(tmp_path):
+  writer = MetricWriter(str(tmp_path / 'other'), enabled=False)
+  writer.write_scalars(1, {'loss': 1.0})
+  writer.write_image(1, 'conv1_kernels', np.zeros((2, 2, 3), np.uint8))
+  writer.close()
+  assert not (tmp_path / 'other').exists()

@@ -1,0 +1,287 @@
+"""Training on the embedded `shapes` data with a narrow network: the loop, its outputs,
+checkpoints and exact resumption, the evaluation and prediction commands."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_config(data_dir, **overrides):
+  """The default config at 1/8 width, batch 16: a step takes a few milliseconds on a CPU."""
+  from configs import default
+  config = default.get_config()
+  config.data_dir = str(data_dir)
+  config.model.width = 0.125
+  config.batch_size = 16
+  config.eval_batch_size = 200
+  config.shuffle_buffer = 200
+  config.cache = False
+  config.num_train_steps = 12
+  config.log_every_steps = 4
+  config.eval_every_steps = 10_000  # only at the end
+  config.lr_schedule = 'steps'
+  for field, value in overrides.items():
+    target = config
+    *parents, last = field.split('.')
+    for parent in parents:
+      target = target[parent]
+    target[last] = value
+  return config
+
+
+def read_metrics(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(line) for line in f]
+
+
+def final_params(workdir):
+  """The parameters of the latest checkpoint in `workdir`, as host arrays by path."""
+  from alexnet_jax import inference
+  trained = inference.load(str(workdir))
+  leaves = jax.tree_util.tree_leaves_with_path(jax.device_get(trained.params))
+  return trained.step, {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in leaves}
+
+
+def run_cli(args, env=None, timeout=300):
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'TF_CPP_MIN_LOG_LEVEL': '2', **(env or {})}
+  return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
+                        text=True, timeout=timeout)
+
+
+def config_flags(config):
+  """The command-line overrides that turn configs/default.py into `config`."""
+  from configs import default
+  flags = []
+  defaults = default.get_config().to_dict()
+  for field, value in config.to_dict().items():
+    if isinstance(value, dict):
+      flags += [f'--config.{field}.{k}={v}' for k, v in value.items()
+                if defaults[field][k] != v]
+    elif defaults[field] != value:
+      flags.append(f'--config.{field}={value}')
+  return flags
+
+
+@pytest.fixture(scope='module')
+def trained_workdir(tf, shapes_data_dir, tmp_path_factory):
+  """40 steps at the default learning rate, evaluated at the end: shared by the tests that
+  read a finished run."""
+  from alexnet_jax.train import train_and_evaluate
+  workdir = tmp_path_factory.mktemp('trained')
+  config = tiny_config(shapes_data_dir, num_train_steps=40, lr_schedule='constant',
+                       checkpoint_every_steps=20)
+  result = train_and_evaluate(config, str(workdir))
+  return workdir, result
+
+
+def test_loss_falls_and_every_value_is_logged(trained_workdir):
+  workdir, result = trained_workdir
+  metrics = read_metrics(workdir)
+  train = [m for m in metrics if 'loss' in m]
+  assert [m['step'] for m in train] == list(range(4, 41, 4))
+  # Averages over 4 steps of 16 images: the loss of the last 12 steps is clearly below that
+  # of the first 12 (ln 6 = 1.79 at chance).
+  first = np.mean([m['loss'] for m in train[:3]])
+  last = np.mean([m['loss'] for m in train[-3:]])
+  assert last < first - 0.1, (first, last)
+  for m in train:
+    assert set(m) == {'step', 'loss', 'top1', 'learning_rate', 'images_per_second'}
+    assert m['learning_rate'] == pytest.approx(0.01)
+  evaluation = [m for m in metrics if 'eval_top1' in m]
+  assert len(evaluation) == 1 and evaluation[0]['step'] == 40
+  assert evaluation[0]['eval_examples'] == 600  # every validation example, none padded in
+  assert 0 <= evaluation[0]['eval_top1'] <= evaluation[0]['eval_top5'] <= 1
+  assert result['eval_top1'] == evaluation[0]['eval_top1']
+
+
+def test_run_leaves_checkpoints_kernels_and_event_files(trained_workdir):
+  from PIL import Image
+  workdir, _ = trained_workdir
+  assert sorted(os.listdir(workdir / 'checkpoints')) == ['20', '40']
+  kernels = np.asarray(Image.open(workdir / 'conv1_kernels.png'))
+  # 1/8 width: 12 kernels of 11x11 in one row of 16 cells, 1-pixel borders, zoomed 3x.
+  assert kernels.shape == (3 * 13, 3 * (16 * 12 + 1), 3)
+  events = os.listdir(workdir / 'tensorboard')
+  assert events and all(name.startswith('events.out.tfevents') for name in events)
+
+
+def test_tensorboard_events_hold_the_logged_scalars_and_the_kernel_image(tf, trained_workdir):
+  workdir, _ = trained_workdir
+  from tensorflow.core.util import event_pb2
+  tags = {}
+  for name in os.listdir(workdir / 'tensorboard'):
+    for record in tf.data.TFRecordDataset(str(workdir / 'tensorboard' / name)):
+      event = event_pb2.Event.FromString(record.numpy())
+      for value in event.summary.value:
+        tags.setdefault(value.tag, []).append((event.step, value.metadata.plugin_data.plugin_name))
+  assert tags['loss'][-1] == (40, 'scalars')
+  assert tags['eval_top1'] == [(40, 'scalars')]
+  assert tags['conv1_kernels'] == [(40, 'images')]
+
+
+def test_resumed_run_equals_an_uninterrupted_one(tf, shapes_data_dir, tmp_path):
+  """Stop after 6 steps, restart the same command to 12: the same parameters, bit for bit,
+  as 12 steps without a stop, through a learning-rate drop after the restart and dropout."""
+  from alexnet_jax.train import train_and_evaluate
+  # 187 steps per epoch at batch 16: a drop at epoch 0.05 is step 9.
+  overrides = {'lr_drop_epochs': (0.05,), 'checkpoint_every_steps': 3}
+  straight, resumed = tmp_path / 'straight', tmp_path / 'resumed'
+  train_and_evaluate(tiny_config(shapes_data_dir, **overrides), str(straight))
+  train_and_evaluate(tiny_config(shapes_data_dir, num_train_steps=6, **overrides), str(resumed))
+  train_and_evaluate(tiny_config(shapes_data_dir, **overrides), str(resumed))
+  (step_a, a), (step_b, b) = final_params(straight), final_params(resumed)
+  assert step_a == step_b == 12
+  for name in a:
+    np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+  lrs = {m['step']: m['learning_rate'] for m in read_metrics(resumed) if 'loss' in m}
+  assert lrs[8] == pytest.approx(0.01) and lrs[12] == pytest.approx(0.001)
+
+
+def test_restart_with_another_model_is_refused_and_keeps_the_checkpoints(
+    tf, shapes_data_dir, trained_workdir):
+  from alexnet_jax.checkpoints import ModelMismatchError
+  from alexnet_jax.train import train_and_evaluate
+  workdir, _ = trained_workdir
+  before = sorted(os.listdir(workdir / 'checkpoints'))
+  with pytest.raises(ModelMismatchError, match=r'width=0\.125.*width=0\.25'):
+    train_and_evaluate(tiny_config(shapes_data_dir, **{'model.width': 0.25}), str(workdir))
+  assert sorted(os.listdir(workdir / 'checkpoints')) == before
+
+
+def test_evaluate_scores_centre_and_ten_crops_of_every_example(trained_workdir):
+  from alexnet_jax.evaluate import evaluate_checkpoint
+  workdir, result = trained_workdir
+  scores = evaluate_checkpoint(str(workdir))
+  assert scores['step'] == 40
+  assert scores['centre']['eval_examples'] == scores['ten_crop']['eval_examples'] == 600
+  for field in ('eval_top1', 'eval_top5', 'eval_loss'):  # the run's own final evaluation
+    assert scores['centre'][field] == pytest.approx(result[field], rel=1e-6)
+
+
+def test_ten_crop_evaluation_averages_the_softmax_of_the_views(tf, trained_workdir):
+  import jax.numpy as jnp
+
+  from alexnet_jax import device_input, inference, input_pipeline, train, train_step
+  workdir, _ = trained_workdir
+  trained = inference.load(str(workdir))
+  source = train.open_data(trained.config)
+  batch = next(input_pipeline.eval_batches(source, 'validation', batch_size=12, image_size=67,
+                                           resize_size=76, ten_crop=True))
+  batch.pop('index')
+  batch['mask'] = np.arange(12) < 10  # two padding rows must not count
+  eval_step = train_step.make_eval_step(trained.network, trained.preprocess, trained.mesh)
+  sums = jax.device_get(eval_step(trained.params, device_input.global_batch(batch, trained.mesh)))
+
+  model = trained.network.model(trained.params, train=False)
+  images = trained.preprocess(jax.tree.map(jnp.asarray, batch), lighting=False)
+  probs = np.mean([jax.nn.softmax(model(images[:, view])) for view in range(10)], axis=0)
+  labels, mask = batch['label'], batch['mask']
+  ranked = np.argsort(-probs, axis=1)
+  assert sums['count'] == 10
+  assert sums['top1_correct'] == np.sum((ranked[:, 0] == labels) & mask)
+  assert sums['top5_correct'] == np.sum((ranked[:, :5] == labels[:, None]).any(1) & mask)
+  expected_loss = -np.log(probs[np.arange(12), labels])[mask].sum()
+  np.testing.assert_allclose(sums['loss_sum'], expected_loss, rtol=1e-5)
+
+
+def test_predict_names_the_top_classes(tf, trained_workdir, shapes_data_dir, tmp_path):
+  from alexnet_jax import inference
+  from alexnet_jax.predict import predict
+  from alexnet_jax.shapes_dataset import CLASS_NAMES, draw_example
+  workdir, _ = trained_workdir
+  trained = inference.load(str(workdir))
+  paths = []
+  for index in range(3):
+    image, label = draw_example(1, index)
+    path = tmp_path / f'{index}.jpg'
+    tf.io.write_file(str(path), tf.io.encode_jpeg(image, quality=95))
+    paths.append(str(path))
+  predictions = predict(trained, paths, top=3)
+  for classes in predictions:
+    names = [name for name, _ in classes]
+    probs = [p for _, p in classes]
+    assert len(set(names)) == 3 and set(names) <= set(CLASS_NAMES)
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
+
+
+def test_command_line_trains_and_sigterm_saves_and_exits(tf, shapes_data_dir, tmp_path):
+  """SIGTERM mid-run: a checkpoint at the step reached, a message saying how to resume, a
+  clean exit; the same command then finishes the run."""
+  import signal
+  import time
+  workdir = tmp_path / 'run'
+  config = tiny_config(shapes_data_dir, num_train_steps=100_000, log_every_steps=1)
+  args = ['train.py', f'--workdir={workdir}', *config_flags(config)]
+  env = {'JAX_PLATFORMS': 'cpu', 'TF_CPP_MIN_LOG_LEVEL': '2'}
+  process = subprocess.Popen([sys.executable, *args], cwd=ROOT, env={**os.environ, **env},
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  metrics = workdir / 'metrics.jsonl'
+  deadline = time.time() + 240
+  while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
+    assert process.poll() is None and time.time() < deadline, process.stdout.read()
+    time.sleep(0.2)
+  process.send_signal(signal.SIGTERM)
+  output = process.communicate(timeout=120)[0]
+  assert process.returncode == 0, output
+  assert 'Run the same command again to resume' in output
+  steps = sorted(int(s) for s in os.listdir(workdir / 'checkpoints'))
+  assert len(steps) == 1 and steps[0] >= 3
+  logged = [m['step'] for m in read_metrics(workdir)]
+  assert max(logged) == steps[0]  # it stopped at the step it saved
+
+
+def test_eight_devices_give_the_parameters_of_one(tf, shapes_data_dir, tmp_path):
+  """The same 6 steps on this process's one CPU device and, in a subprocess, on 8 simulated
+  devices (each with 2 of the 16 images): equal parameters up to float reassociation."""
+  from alexnet_jax.train import train_and_evaluate
+  config = tiny_config(shapes_data_dir, num_train_steps=6)
+  one, eight = tmp_path / 'one', tmp_path / 'eight'
+  train_and_evaluate(config, str(one))
+  result = run_cli(['train.py', f'--workdir={eight}', *config_flags(config)],
+                   env={'XLA_FLAGS': '--xla_force_host_platform_device_count=8'})
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'on 8 devices in 1 processes' in result.stderr
+  (step_a, a), (step_b, b) = final_params(one), final_params(eight)
+  assert step_a == step_b == 6
+  for name in a:
+    np.testing.assert_allclose(a[name], b[name], rtol=2e-4, atol=2e-6, err_msg=name)
+  assert any(not np.array_equal(a[name], b[name]) for name in a)  # really another program
+
+
+def test_two_processes_train_checkpoint_and_resume_exactly(tf, shapes_data_dir, tmp_path):
+  """Two JAX processes on localhost (gloo collectives), each reading its half of the data:
+  4 steps and a checkpoint, then the same command to 8 steps resumes from it, and ends with
+  the parameters of 8 steps without a stop."""
+  from tests.test_multihost import free_port
+
+  def run_two(workdir, steps):
+    config = tiny_config(shapes_data_dir, num_train_steps=steps, checkpoint_every_steps=2)
+    port = free_port()
+    processes = [subprocess.Popen(
+        [sys.executable, 'train.py', f'--workdir={workdir}', *config_flags(config)], cwd=ROOT,
+        env={**os.environ, 'JAX_PLATFORMS': 'cpu', 'TF_CPP_MIN_LOG_LEVEL': '2',
+             'JAX_COORDINATOR_ADDRESS': f'127.0.0.1:{port}', 'JAX_NUM_PROCESSES': '2',
+             'JAX_PROCESS_ID': str(i)},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    logs = [p.communicate(timeout=300)[0] for p in processes]
+    for p, log in zip(processes, logs):
+      assert p.returncode == 0, log[-3000:]
+    return logs
+
+  straight, resumed = tmp_path / 'straight', tmp_path / 'resumed'
+  logs = run_two(straight, 8)
+  assert 'on 2 devices in 2 processes' in logs[0]
+  run_two(resumed, 4)
+  logs = run_two(resumed, 8)
+  assert all('Resumed from checkpoint 4' in log for log in logs)
+  (step_a, a), (step_b, b) = final_params(straight), final_params(resumed)
+  assert step_a == step_b == 8
+  for name in a:
+    np.testing.assert_array_equal(a[name], b[name], err_msg=name)
