@@ -38,6 +38,9 @@ class Checkpoints:
                                      keep_checkpoints_without_metrics=False))
     options = ocp.CheckpointManagerOptions(
         preservation_policy=policies.AnyPreservationPolicy(preserve),
+        # best_fn also makes Orbax write each checkpoint's metrics to disk, so that a resumed
+        # run still knows which checkpoint is the best (without it they live in memory only).
+        best_fn=lambda metrics: metrics[BEST_METRIC], best_mode='min',
         enable_async_checkpointing=True, create=True)
     self._manager = ocp.CheckpointManager(self.directory, options=options,
                                           item_names=('state', 'run'))
@@ -49,6 +52,7 @@ class Checkpoints:
     return list(self._manager.all_steps())
 
   def best_step(self) -> int | None:
+    """The kept checkpoint with the lowest evaluation top-1 error."""
     return self._manager.best_step()
 
   def save(self, step: int, state: Any, run: dict, metrics: dict | None = None) -> None:

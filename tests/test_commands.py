@@ -26,6 +26,7 @@ def test_model_command_prints_the_layer_table():
 
 
 def test_train_py_rejects_a_bad_variant_before_reading_data(tmp_path):
+  pytest.importorskip('ml_collections')
   workdir = tmp_path / 'run'
   result = run('train.py', f'--workdir={workdir}', '--config.model.variant=vgg', succeed=False)
   assert result.stderr.strip().splitlines()[-1] == (
@@ -39,6 +40,8 @@ def test_train_py_rejects_a_bad_variant_before_reading_data(tmp_path):
      r'banded_vs_reduce_window_fwd=[\d.]+x banded_vs_reduce_window_fwd_bwd=[\d.]+x'),
     ('benchmarks.grouped_conv', ['--batch=1', '--repeats=1'],
      r'grouped_layers_split_vs_xla=[\d.]+x model_split_vs_xla=[\d.]+x'),
+    ('benchmarks.train_step', ['--batch=2', '--repeats=1'],
+     r'train_images_per_second=[\d.]+ eval_images_per_second=[\d.]+'),
 ])
 def test_benchmarks_run_and_their_forms_agree(module, args, last_line):
   # Each benchmark asserts that the forms it times give the same numbers before it reports.

@@ -6,8 +6,10 @@ import inspect
 
 import pytest
 
-from alexnet_jax import config_checks
-from alexnet_jax.config_checks import ConfigError
+pytest.importorskip('ml_collections')  # absent on accelerator machines with only jax
+
+from alexnet_jax import config_checks  # noqa: E402
+from alexnet_jax.config_checks import ConfigError  # noqa: E402
 
 CONFIGS = ('default', 'imagenet', 'imagenette')
 

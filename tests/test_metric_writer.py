@@ -4,12 +4,13 @@ import io
 import json
 
 import numpy as np
+import pytest
 
 from alexnet_jax.metric_writer import MetricWriter, kernel_grid, png_bytes
 
 
 def test_png_decodes_to_the_same_pixels():
-  from PIL import Image
+  Image = pytest.importorskip('PIL.Image')
   image = np.random.default_rng(0).integers(0, 256, (7, 5, 3), dtype=np.uint8)
   decoded = Image.open(io.BytesIO(png_bytes(image)))
   assert decoded.mode == 'RGB'

@@ -1,0 +1,102 @@
+"""The jitted steps on synthetic batches: no TensorFlow, so these run on accelerator machines."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from alexnet_jax import device_input, distributed, optim, train_step
+from alexnet_jax.model import AlexNet
+
+SIZE, RESIZE, CLASSES, LR, WD = 67, 76, 6, 0.05, 5e-4
+
+
+def setup(dtype=jnp.float32, dropout_rate=0.0, lr=LR):
+  mesh = distributed.data_mesh()
+  build = lambda rngs: AlexNet('paper', CLASSES, SIZE, dropout_rate, dtype, width=0.125,  # noqa: E731
+                               init='he', rngs=rngs)
+  optimizer = optim.paper_sgd(0.9, WD)
+  network, state = train_step.init(build, optimizer, 0, mesh)
+  rng = np.random.default_rng(0)
+  preprocess = train_step.Preprocess(jnp.asarray(rng.uniform(0, 255, (RESIZE, RESIZE, 3)),
+                                                 jnp.float32),
+                                     jnp.full((3,), 1 / 60, jnp.float32), jnp.dtype(dtype))
+  step = train_step.make_train_step(
+      network, optimizer, optim.learning_rate_schedule('constant', lr, total_steps=10),
+      preprocess, 0, mesh)
+  return mesh, network, state, preprocess, step
+
+
+def synthetic_batch(rng, batch=8):
+  return {'image': rng.integers(0, 256, (batch, SIZE, SIZE, 3), dtype=np.uint8),
+          'label': rng.integers(0, CLASSES, batch).astype(np.int32),
+          'crop_offset': rng.integers(0, RESIZE - SIZE + 1, (batch, 2)).astype(np.int32),
+          'flipped': rng.random(batch) < 0.5,
+          'lighting': rng.normal(0, 5, (batch, 3)).astype(np.float32)}
+
+
+def test_train_step_applies_the_paper_update_to_the_gradient_of_the_loss():
+  mesh, network, state, preprocess, step = setup()
+  batch = device_input.global_batch(synthetic_batch(np.random.default_rng(1)), mesh)
+
+  def loss(params):
+    images = preprocess(batch, lighting=True)
+    logits = network.model(params, train=True)(images)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, batch['label']).mean()
+
+  params0 = jax.device_get(state.params)
+  expected_loss, grads = jax.value_and_grad(loss)(state.params)
+  grads = jax.device_get(grads)
+  state, metrics = step(state, batch)  # donates the old state
+  assert int(state.step) == 1
+  assert float(metrics['loss']) == pytest.approx(float(expected_loss), rel=1e-6)
+  assert float(metrics['learning_rate']) == pytest.approx(LR)
+  # First step from zero velocity: w1 = w0 + v1 = w0 - lr (wd w0 + g).
+  expected = jax.tree.map(lambda w, g: w - LR * (WD * w + g), params0, grads)
+  for got, want in zip(jax.tree.leaves(jax.device_get(state.params)), jax.tree.leaves(expected)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
+def test_bfloat16_steps_keep_float32_parameters_and_follow_float32():
+  rng_batches = [synthetic_batch(np.random.default_rng(i)) for i in range(3)]
+  losses = {}
+  for dtype in (jnp.float32, jnp.bfloat16):
+    mesh, _, state, _, step = setup(dtype, lr=1e-3)
+    losses[dtype] = []
+    for batch in rng_batches:
+      state, metrics = step(state, device_input.global_batch(batch, mesh))
+      losses[dtype].append(float(metrics['loss']))
+    assert {leaf.dtype for leaf in jax.tree.leaves(state.params)} == {jnp.dtype('float32')}
+    assert {leaf.dtype for leaf in jax.tree.leaves(state.opt_state)} == {jnp.dtype('float32')}
+  np.testing.assert_allclose(losses[jnp.bfloat16], losses[jnp.float32], rtol=0.02)
+  assert losses[jnp.bfloat16] != losses[jnp.float32]  # it did compute in bfloat16
+
+
+def test_dropout_masks_follow_the_step_not_the_call():
+  """The same state and batch give the same loss however often the step is compiled or called:
+  the dropout key is a function of (seed, step) only."""
+  batch = synthetic_batch(np.random.default_rng(2))
+  losses = []
+  for _ in range(2):
+    mesh, _, state, _, step = setup(dropout_rate=0.5)
+    global_batch = device_input.global_batch(batch, mesh)
+    state, first = step(state, global_batch)
+    _, second = step(state, global_batch)
+    losses.append((float(first['loss']), float(second['loss'])))
+  assert losses[0] == losses[1]
+  assert losses[0][0] != losses[0][1]
+
+
+def test_eval_step_counts_only_unmasked_examples():
+  mesh, network, state, preprocess, _ = setup()
+  evaluate = train_step.make_eval_step(network, preprocess, mesh)
+  batch = synthetic_batch(np.random.default_rng(3), batch=8)
+  batch['mask'] = np.arange(8) < 5
+  sums = jax.device_get(evaluate(state.params, device_input.global_batch(batch, mesh)))
+  logits = network.model(state.params, train=False)(
+      preprocess(jax.tree.map(jnp.asarray, batch), lighting=False))
+  ranked = np.argsort(-np.asarray(logits), axis=1)
+  assert sums['count'] == 5
+  assert sums['top1_correct'] == np.sum(ranked[:5, 0] == batch['label'][:5])
+  assert sums['top5_correct'] == np.sum((ranked[:5, :5] == batch['label'][:5, None]).any(1))
