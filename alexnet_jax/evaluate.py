@@ -1,6 +1,6 @@
 """Scores a checkpoint on the eval split, with the centre crop and with the paper's 10 crops.
 
-    python -m alexnet_jax.evaluate --workdir=DIR [--step=N] [--split=validation]
+    python -m alexnet_jax.evaluate --workdir=DIR [--step=N|best] [--split=validation]
 
 Prints top-1 and top-5 error for both and writes them to DIR/eval-<step>.json.
 """
@@ -17,9 +17,10 @@ from alexnet_jax import distributed
 FLAGS = flags.FLAGS
 
 
-def evaluate_checkpoint(workdir: str, step: int | None = None,
+def evaluate_checkpoint(workdir: str, step: int | str | None = None,
                         split: str | None = None) -> dict[str, dict[str, float]]:
-  """{'centre': metrics, 'ten_crop': metrics} of checkpoint `step` (the latest by default)."""
+  """{'centre': metrics, 'ten_crop': metrics, 'step': step} of checkpoint `step` (a number,
+  'best', or None for the latest)."""
   from alexnet_jax import inference, train, train_step
   trained = inference.load(workdir, step)
   config = trained.config
@@ -58,6 +59,6 @@ def main(argv):
 if __name__ == '__main__':
   # Defined here, not on import, so that evaluate and predict can both be imported.
   flags.DEFINE_string('workdir', None, 'The training run\'s workdir.', required=True)
-  flags.DEFINE_integer('step', None, 'Checkpoint step; the latest when unset.')
+  flags.DEFINE_string('step', None, 'Checkpoint step, or "best"; the latest when unset.')
   flags.DEFINE_string('split', None, 'Split to score; the run\'s eval_split when unset.')
   app.run(main)

@@ -30,8 +30,9 @@ class TrainedModel:
   mesh: jax.sharding.Mesh
 
 
-def load(workdir: str, step: int | None = None) -> TrainedModel:
-  """The checkpoint at `step` (the latest when None) of the run in `workdir`."""
+def load(workdir: str, step: int | str | None = None) -> TrainedModel:
+  """The checkpoint at `step` of the run in `workdir`: a step number, 'best' (the lowest
+  evaluation top-1 error kept), or None for the latest."""
   config_path = os.path.join(workdir, 'config.json')
   norm_path = os.path.join(workdir, NORMALIZATION_FILE)
   for path in (config_path, norm_path):
@@ -46,7 +47,14 @@ def load(workdir: str, step: int | None = None) -> TrainedModel:
   checkpoints = Checkpoints(workdir, keep=config.keep_checkpoints,
                             keep_best=config.keep_best_checkpoints)
   try:
-    step = checkpoints.latest_step() if step is None else step
+    if step is None:
+      step = checkpoints.latest_step()
+    elif step == 'best':
+      step = checkpoints.best_step()
+    elif str(step).isdigit():
+      step = int(step)
+    else:
+      raise ValueError(f"step {step!r} is neither a step number nor 'best'.")
     if step is None or step not in checkpoints.all_steps():
       raise FileNotFoundError(f'no checkpoint {"" if step is None else step} in '
                               f'{checkpoints.directory}; it has {checkpoints.all_steps()}.')

@@ -1,6 +1,6 @@
 """The top-5 classes of images, by a trained network.
 
-    python -m alexnet_jax.predict --workdir=DIR [--step=N] IMAGE [IMAGE ...]
+    python -m alexnet_jax.predict --workdir=DIR [--step=N|best] IMAGE [IMAGE ...]
 
 Each image is prepared as the run's evaluation prepares it (shorter side to resize_size,
 centre square, mean subtraction) and scored by the average softmax of the paper's 10 crops.
@@ -66,6 +66,6 @@ def main(argv):
 if __name__ == '__main__':
   # Defined here, not on import, so that evaluate and predict can both be imported.
   flags.DEFINE_string('workdir', None, 'The training run\'s workdir.', required=True)
-  flags.DEFINE_integer('step', None, 'Checkpoint step; the latest when unset.')
+  flags.DEFINE_string('step', None, 'Checkpoint step, or "best"; the latest when unset.')
   flags.DEFINE_integer('top', 5, 'How many classes to print per image.')
   app.run(main)

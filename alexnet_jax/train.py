@@ -63,20 +63,22 @@ def open_data(config: ml_collections.ConfigDict):
   return source
 
 
-def normalization(config: ml_collections.ConfigDict, source) -> dict[str, np.ndarray]:
-  """The mean image to subtract and the per-channel factor after it, from the training
-  split's pixel statistics (computed once, then cached)."""
+def pixel_statistics(config: ml_collections.ConfigDict, source):
+  """The training split's mean image and RGB PCA (computed once, then cached)."""
   from alexnet_jax import pixel_stats
-  stats = pixel_stats.load_or_compute(
+  return pixel_stats.load_or_compute(
       source, config.train_split, config.resize_size, fast_decode=config.fast_decode,
       cache_dir=config.mean_cache_dir or None, **_hosts())
+
+
+def normalization(config: ml_collections.ConfigDict, stats) -> dict[str, np.ndarray]:
+  """The mean image to subtract (config.mean) and the per-channel factor after it: 1, or with
+  config.normalize_std one over each channel's standard deviation over the split."""
   scale = np.ones(3, np.float32)
   if config.normalize_std:
     covariance = (stats.rgb_eigenvectors * stats.rgb_eigenvalues) @ stats.rgb_eigenvectors.T
     scale = (1.0 / (255.0 * np.sqrt(np.diag(covariance)))).astype(np.float32)
-  return {'mean_image': stats.mean(config.mean), 'pixel_scale': scale,
-          'rgb_eigenvalues': stats.rgb_eigenvalues, 'rgb_eigenvectors': stats.rgb_eigenvectors,
-          'num_examples': stats.num_examples}
+  return {'mean_image': stats.mean(config.mean), 'pixel_scale': scale}
 
 
 def preprocess_fn(config, norm: dict, mesh) -> train_step.Preprocess:
@@ -159,7 +161,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   eval_every = _every(config.eval_every_steps, steps_per_epoch)
   checkpoint_every = _every(config.checkpoint_every_steps, steps_per_epoch)
 
-  norm = normalization(config, source)
+  stats = pixel_statistics(config, source)
+  norm = normalization(config, stats)
   preprocess = preprocess_fn(config, norm, mesh)
 
   optimizer = optim.paper_sgd(config.momentum, config.weight_decay)
@@ -202,16 +205,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     np.savez(os.path.join(workdir, NORMALIZATION_FILE), mean_image=norm['mean_image'],
              pixel_scale=norm['pixel_scale'], class_names=np.array(class_names(source)))
 
-  lighting = None
-  if config.lighting_std > 0:
-    from alexnet_jax.pixel_stats import PixelStats
-    lighting = PixelStats(norm['mean_image'], norm['rgb_eigenvalues'], norm['rgb_eigenvectors'],
-                          norm['num_examples'])
   batches = input_pipeline.train_batches(
       source, config.train_split, batch_size=config.batch_size // hosts['process_count'],
       image_size=config_checks.image_size(config), resize_size=config.resize_size,
       seed=config.seed, shuffle_buffer=config.shuffle_buffer, fast_decode=config.fast_decode,
-      cache=config.cache, lighting=lighting, lighting_std=config.lighting_std,
+      cache=config.cache, lighting=stats, lighting_std=config.lighting_std,
       start_position=position, **hosts)
 
   writer = MetricWriter(workdir, enabled=is_main)

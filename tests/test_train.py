@@ -197,6 +197,10 @@ def test_predict_names_the_top_classes(tf, trained_workdir, shapes_data_dir, tmp
   from alexnet_jax.shapes_dataset import CLASS_NAMES, draw_example
   workdir, _ = trained_workdir
   trained = inference.load(str(workdir))
+  assert trained.step == 40 and inference.load(str(workdir), '20').step == 20
+  assert inference.load(str(workdir), 'best').step == 40  # the one evaluated checkpoint
+  with pytest.raises(FileNotFoundError, match=r'no checkpoint 30 in .*; it has \[20, 40\]'):
+    inference.load(str(workdir), 30)
   paths = []
   for index in range(3):
     image, label = draw_example(1, index)

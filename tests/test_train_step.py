@@ -100,3 +100,25 @@ def test_eval_step_counts_only_unmasked_examples():
   assert sums['count'] == 5
   assert sums['top1_correct'] == np.sum(ranked[:5, 0] == batch['label'][:5])
   assert sums['top5_correct'] == np.sum((ranked[:5, :5] == batch['label'][:5, None]).any(1))
+
+
+def test_normalize_std_divides_each_channel_by_its_standard_deviation():
+  pytest.importorskip('ml_collections')
+  from alexnet_jax.pixel_stats import PixelStats
+  from alexnet_jax.train import normalization
+  from configs import default
+  rng = np.random.default_rng(4)
+  mixing = np.linalg.qr(rng.normal(size=(3, 3)))[0]
+  covariance = mixing @ np.diag([0.04, 0.01, 0.0025]) @ mixing.T  # [0, 1] pixel units
+  eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+  stats = PixelStats(rng.uniform(0, 255, (8, 8, 3)).astype(np.float32), eigenvalues[::-1],
+                     eigenvectors[:, ::-1], 10)
+  config = default.get_config()
+  config.normalize_std, config.mean = True, 'per_channel'
+  norm = normalization(config, stats)
+  np.testing.assert_allclose(norm['pixel_scale'], 1 / (255 * np.sqrt(np.diag(covariance))),
+                             rtol=1e-6)
+  np.testing.assert_allclose(norm['mean_image'], np.broadcast_to(
+      stats.mean_image.mean((0, 1)), (8, 8, 3)), rtol=1e-6)
+  config.normalize_std = False
+  np.testing.assert_array_equal(normalization(config, stats)['pixel_scale'], np.ones(3))
