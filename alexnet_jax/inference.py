@@ -16,7 +16,7 @@ import numpy as np
 
 from alexnet_jax import distributed, optim, train_step
 from alexnet_jax.checkpoints import Checkpoints
-from alexnet_jax.train import NORMALIZATION_FILE, build_model, model_identity, preprocess_fn
+from alexnet_jax.train import NORMALIZATION_FILE, build_model, make_preprocess, model_identity
 
 
 @dataclasses.dataclass
@@ -65,5 +65,5 @@ def load(workdir: str, step: int | str | None = None) -> TrainedModel:
     state, _ = checkpoints.restore(step, state, model_identity(config, len(class_names)))
   finally:
     checkpoints.close()
-  return TrainedModel(config, step, network, state.params, preprocess_fn(config, norm, mesh),
+  return TrainedModel(config, step, network, state.params, make_preprocess(config, norm, mesh),
                       class_names, mesh)

@@ -181,6 +181,11 @@ class SkipCounter:
   def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
     return self
 
+  def close(self) -> None:
+    """Stops the pipeline's threads now. (Left to garbage collection at the end of a
+    multi-process run, the training stream's teardown held the process for 8 to 10 s.)"""
+    self._batches = None
+
   def __next__(self) -> dict[str, np.ndarray]:
     try:
       batch = next(self._batches)

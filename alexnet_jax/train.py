@@ -81,7 +81,7 @@ def normalization(config: ml_collections.ConfigDict, stats) -> dict[str, np.ndar
   return {'mean_image': stats.mean(config.mean), 'pixel_scale': scale}
 
 
-def preprocess_fn(config, norm: dict, mesh) -> train_step.Preprocess:
+def make_preprocess(config, norm: dict, mesh) -> train_step.Preprocess:
   put = lambda x: jax.device_put(jnp.asarray(x, jnp.float32), train_step.replicated(mesh))  # noqa: E731
   return train_step.Preprocess(put(norm['mean_image']), put(norm['pixel_scale']),
                                jnp.dtype(config.model.dtype))
@@ -163,7 +163,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   stats = pixel_statistics(config, source)
   norm = normalization(config, stats)
-  preprocess = preprocess_fn(config, norm, mesh)
+  preprocess = make_preprocess(config, norm, mesh)
 
   optimizer = optim.paper_sgd(config.momentum, config.weight_decay)
   learning_rate = optim.learning_rate_schedule(
@@ -291,6 +291,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if first_step == total_steps:  # already complete: report the final checkpoint
       last_eval = run_evaluation()
   finally:
+    batches.close()
     checkpoints.wait()
     checkpoints.close()
     writer.close()

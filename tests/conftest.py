@@ -1,8 +1,27 @@
-"""Shared fixtures."""
+"""Shared fixtures, and one XLA compilation cache for the whole session."""
 
 import os
+import shutil
+import tempfile
 
 import pytest
+
+
+def pytest_configure(config):
+  """Many tests compile the same programs (the narrow net's init, train and eval steps), in
+  this process and in the subprocesses they start: JAX's persistent compilation cache,
+  shared through the environment, compiles each once per session. Set before jax is
+  imported; a cache dir the caller set is kept."""
+  if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+    config.compilation_cache = tempfile.mkdtemp(prefix='alexnet_jax_xla_cache_')
+    os.environ['JAX_COMPILATION_CACHE_DIR'] = config.compilation_cache
+
+
+def pytest_unconfigure(config):
+  cache = getattr(config, 'compilation_cache', None)
+  if cache:
+    shutil.rmtree(cache, ignore_errors=True)
+    del os.environ['JAX_COMPILATION_CACHE_DIR']
 
 
 @pytest.fixture(scope='session')

@@ -259,16 +259,23 @@ def test_eight_devices_give_the_parameters_of_one(tf, shapes_data_dir, tmp_path)
   assert any(not np.array_equal(a[name], b[name]) for name in a)  # really another program
 
 
-def test_two_processes_train_checkpoint_and_resume_exactly(tf, shapes_data_dir, tmp_path):
-  """Two JAX processes on localhost (gloo collectives), each reading its half of the data:
-  4 steps and a checkpoint, then the same command to 8 steps resumes from it, and ends with
-  the parameters of 8 steps without a stop."""
-  from tests.test_multihost import free_port
+def test_two_processes_stop_on_sigterm_and_resume_exactly(tf, shapes_data_dir, tmp_path):
+  """Two JAX processes on localhost (gloo collectives), each reading its half of the data.
+  SIGTERM to one of them (a preempted host): both save at the same step and exit cleanly;
+  the same command then resumes on both and ends with the parameters of an uninterrupted
+  two-process run, bit for bit."""
+  import re
+  import signal
+  import time
 
-  def run_two(workdir, steps):
-    # 'plateau': its update after each evaluation is a collective step too.
-    config = tiny_config(shapes_data_dir, num_train_steps=steps, checkpoint_every_steps=2,
-                         lr_schedule='plateau')
+  from tests.test_multihost import free_port
+  steps = 40
+
+  def run_two(workdir, sigterm_after_logs=0):
+    # 'plateau': its update after each evaluation is a collective step too. The only
+    # checkpoints are the one SIGTERM asks for and the last (one epoch is 187 steps).
+    config = tiny_config(shapes_data_dir, num_train_steps=steps, lr_schedule='plateau',
+                         log_every_steps=1 if sigterm_after_logs else 10)
     port = free_port()
     processes = [subprocess.Popen(
         [sys.executable, 'train.py', f'--workdir={workdir}', *config_flags(config)], cwd=ROOT,
@@ -276,19 +283,30 @@ def test_two_processes_train_checkpoint_and_resume_exactly(tf, shapes_data_dir, 
              'JAX_COORDINATOR_ADDRESS': f'127.0.0.1:{port}', 'JAX_NUM_PROCESSES': '2',
              'JAX_PROCESS_ID': str(i)},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    if sigterm_after_logs:
+      metrics, deadline = workdir / 'metrics.jsonl', time.time() + 240
+      while not (metrics.exists() and
+                 len(metrics.read_text().splitlines()) >= sigterm_after_logs):
+        assert time.time() < deadline and all(p.poll() is None for p in processes)
+        time.sleep(0.1)
+      processes[1].send_signal(signal.SIGTERM)
     logs = [p.communicate(timeout=300)[0] for p in processes]
     for p, log in zip(processes, logs):
       assert p.returncode == 0, log[-3000:]
     return logs
 
   straight, resumed = tmp_path / 'straight', tmp_path / 'resumed'
-  logs = run_two(straight, 8)
+  logs = run_two(straight)
   assert 'on 2 devices in 2 processes' in logs[0]
-  run_two(resumed, 4)
-  logs = run_two(resumed, 8)
-  assert all('Resumed from checkpoint 4' in log for log in logs)
+  logs = run_two(resumed, sigterm_after_logs=3)
+  stops = [re.search(r'Stopped by SIGTERM at step (\d+)', log) for log in logs]
+  assert all(stops), logs[0][-3000:]
+  stop = int(stops[0].group(1))
+  assert int(stops[1].group(1)) == stop and 3 <= stop < steps
+  logs = run_two(resumed)
+  assert all(f'Resumed from checkpoint {stop} ' in log for log in logs)
   (step_a, a), (step_b, b) = final_params(straight), final_params(resumed)
-  assert step_a == step_b == 8
+  assert step_a == step_b == steps
   for name in a:
     np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
