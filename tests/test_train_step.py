@@ -37,6 +37,13 @@ def synthetic_batch(rng, batch=8):
 
 
 def test_train_step_applies_the_paper_update_to_the_gradient_of_the_loss():
+  # Full float32 convolutions and matmuls in both programs: on a GPU the default (TF32) let
+  # the step's gradient and the reference's differ by 0.2% (H200).
+  with jax.default_matmul_precision('highest'):
+    check_first_update()
+
+
+def check_first_update():
   mesh, network, state, preprocess, step = setup()
   batch = device_input.global_batch(synthetic_batch(np.random.default_rng(1)), mesh)
 
