@@ -27,12 +27,7 @@ def tiny_config(data_dir, **overrides):
   config.log_every_steps = 4
   config.eval_every_steps = 10_000  # only at the end
   config.lr_schedule = 'steps'
-  for field, value in overrides.items():
-    target = config
-    *parents, last = field.split('.')
-    for parent in parents:
-      target = target[parent]
-    target[last] = value
+  config.update_from_flattened_dict(overrides)  # 'model.width' names a nested field
   return config
 
 
