@@ -14,17 +14,18 @@ error. All processes call every method (Orbax coordinates the writes).
 from __future__ import annotations
 
 import os
+import shutil
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
 from orbax.checkpoint import checkpoint_managers as policies
 
+from alexnet_jax.errors import ModelMismatchError
+
 BEST_METRIC = 'eval_top1_error'
-
-
-class ModelMismatchError(ValueError):
-  """The workdir's checkpoints are of another network than the config asks for."""
+TMP_DIR_SUFFIX = '.orbax-checkpoint-tmp'  # Orbax's name for a checkpoint still being written
 
 
 class Checkpoints:
@@ -41,7 +42,9 @@ class Checkpoints:
         # best_fn also makes Orbax write each checkpoint's metrics to disk, so that a resumed
         # run still knows which checkpoint is the best (without it they live in memory only).
         best_fn=lambda metrics: metrics[BEST_METRIC], best_mode='min',
-        enable_async_checkpointing=True, create=True)
+        # A process killed while writing leaves a temporary directory, never taken for a
+        # checkpoint; the next run removes it.
+        cleanup_tmp_directories=True, enable_async_checkpointing=True, create=True)
     self._manager = ocp.CheckpointManager(self.directory, options=options,
                                           item_names=('state', 'run'))
 
@@ -81,6 +84,22 @@ class Checkpoints:
         step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
     return restored.state, run
 
+  def complete_steps(self) -> list[int]:
+    """The steps whose checkpoint is complete on disk (Orbax renames a checkpoint's
+    temporary directory to its step number once everything is written)."""
+    if not os.path.isdir(self.directory):
+      return []
+    return sorted(int(name) for name in os.listdir(self.directory) if name.isdigit())
+
+  def remove_partial(self) -> None:
+    """Deletes the temporary directories of checkpoints that were not completed (after a
+    failed write, to give the space back at once). Process 0 only."""
+    if jax.process_index() != 0 or not os.path.isdir(self.directory):
+      return
+    for name in os.listdir(self.directory):
+      if TMP_DIR_SUFFIX in name:
+        shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+
   def wait(self) -> None:
     """Blocks until every started save is complete on disk."""
     self._manager.wait_until_finished()
@@ -88,13 +107,27 @@ class Checkpoints:
   def close(self) -> None:
     self._manager.close()
 
+  def wait_quietly(self) -> None:
+    """`wait` on the way out of a failed run: a failed save is logged, not raised, so
+    that it does not hide the error that stopped the run."""
+    try:
+      self.wait()
+    except Exception as error:  # noqa: BLE001  (reported by the caller's error)
+      logging.warning('A checkpoint save failed: %s', str(error).splitlines()[0])
+
+  def close_quietly(self) -> None:
+    self.wait_quietly()
+    try:
+      self.close()
+    except Exception as error:  # noqa: BLE001
+      logging.warning('Closing the checkpoint manager failed: %s', str(error).splitlines()[0])
+
 
 def quiet_library_logs() -> None:
   """Keeps Orbax's per-save INFO lines (a dozen per checkpoint) out of the training log;
   its warnings and errors still show."""
   import logging as python_logging
 
-  from absl import logging
   logging.get_absl_handler().addFilter(
       lambda record: record.levelno >= python_logging.WARNING or
       f'{os.sep}orbax{os.sep}' not in record.pathname)

@@ -9,13 +9,10 @@ import ml_collections
 
 from alexnet_jax import model as model_lib
 from alexnet_jax import optim
+from alexnet_jax.errors import ConfigError
 from alexnet_jax.pixel_stats import MEAN_MODES
 
 DTYPES = ('float32', 'bfloat16')
-
-
-class ConfigError(ValueError):
-  pass
 
 
 def _choice(config, field: str, choices) -> None:
@@ -52,11 +49,11 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
   _choice(config, 'lr_schedule', optim.SCHEDULES)
   _choice(config, 'mean', MEAN_MODES)
   for field in ('batch_size', 'learning_rate', 'log_every_steps', 'resize_size',
-                'shuffle_buffer', 'keep_checkpoints', 'model.width'):
+                'shuffle_buffer', 'keep_checkpoints', 'model.width', 'peer_timeout_seconds'):
     _positive(config, field)
   for field in ('num_epochs', 'num_train_steps', 'eval_every_steps', 'checkpoint_every_steps',
                 'eval_batch_size', 'weight_decay', 'momentum', 'lighting_std', 'warmup_epochs',
-                'image_size', 'num_classes', 'keep_best_checkpoints'):
+                'image_size', 'num_classes', 'keep_best_checkpoints', 'max_nonfinite_steps'):
     _positive(config, field, allow_zero=True)
   if config.num_train_steps <= 0 and config.num_epochs <= 0:
     raise ConfigError('config.num_epochs and config.num_train_steps are both 0: set one of '

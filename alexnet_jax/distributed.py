@@ -26,17 +26,26 @@ def multi_process_requested(environ=os.environ) -> bool:
              if name in environ)
 
 
-def initialize_if_requested(environ=os.environ) -> bool:
+def initialize_if_requested(environ=os.environ, timeout_seconds: int | None = None) -> bool:
   """Calls jax.distributed.initialize() when a multi-process launcher set the environment;
-  returns whether it did. Must run before anything touches a JAX device."""
+  returns whether it did. Must run before anything touches a JAX device.
+
+  `timeout_seconds` (JAX's defaults when None) bounds every wait on another process: the
+  start-up rendezvous, the heartbeats (a process that misses them for this long counts as
+  dead, and the others then stop with JAX's "another task died" error instead of waiting in a
+  collective forever) and the exit barrier.
+  """
   if not multi_process_requested(environ):
     return False
   # CPU processes need a collectives implementation to talk to each other; accelerators
   # ignore this setting.
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')
   count, index = environ.get('JAX_NUM_PROCESSES'), environ.get('JAX_PROCESS_ID')
+  timeouts = {} if timeout_seconds is None else {
+      'initialization_timeout': timeout_seconds, 'heartbeat_timeout_seconds': timeout_seconds,
+      'shutdown_timeout_seconds': timeout_seconds}
   jax.distributed.initialize(num_processes=int(count) if count else None,
-                             process_id=int(index) if index else None)
+                             process_id=int(index) if index else None, **timeouts)
   return True
 
 

@@ -13,6 +13,7 @@ import os
 from absl import app, flags, logging
 
 from alexnet_jax import distributed
+from alexnet_jax.errors import exit_on_user_error
 
 FLAGS = flags.FLAGS
 
@@ -35,6 +36,7 @@ def evaluate_checkpoint(workdir: str, step: int | str | None = None,
   return results
 
 
+@exit_on_user_error
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')

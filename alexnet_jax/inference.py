@@ -16,6 +16,7 @@ import numpy as np
 
 from alexnet_jax import distributed, optim, train_step
 from alexnet_jax.checkpoints import Checkpoints
+from alexnet_jax.errors import MissingDataError
 from alexnet_jax.train import NORMALIZATION_FILE, build_model, make_preprocess, model_identity
 
 
@@ -37,7 +38,7 @@ def load(workdir: str, step: int | str | None = None) -> TrainedModel:
   norm_path = os.path.join(workdir, NORMALIZATION_FILE)
   for path in (config_path, norm_path):
     if not os.path.exists(path):
-      raise FileNotFoundError(f'{path} does not exist: {workdir} is not the workdir of a '
+      raise MissingDataError(f'{path} does not exist: {workdir} is not the workdir of a '
                               f'training run (python train.py --workdir=...).')
   with open(config_path) as f:
     config = ml_collections.ConfigDict(json.load(f))
@@ -53,11 +54,10 @@ def load(workdir: str, step: int | str | None = None) -> TrainedModel:
       step = checkpoints.best_step()
     elif str(step).isdigit():
       step = int(step)
-    else:
-      raise ValueError(f"step {step!r} is neither a step number nor 'best'.")
     if step is None or step not in checkpoints.all_steps():
-      raise FileNotFoundError(f'no checkpoint {"" if step is None else step} in '
-                              f'{checkpoints.directory}; it has {checkpoints.all_steps()}.')
+      raise MissingDataError(f'no checkpoint {"" if step is None else step} in '
+                             f'{checkpoints.directory}; it has {checkpoints.all_steps()} '
+                             f'(a step number, or \'best\').')
     mesh = distributed.data_mesh()
     optimizer = optim.paper_sgd(config.momentum, config.weight_decay)
     network, state = train_step.init(

@@ -14,6 +14,7 @@ example is numbered ('position' in the training stream, 'index' in the eval spli
 
 from __future__ import annotations
 
+import collections
 import math
 from collections.abc import Iterator
 
@@ -164,19 +165,36 @@ class SkipCounter:
 
   Examples carry consecutive numbers in `field` (from `first`; -1 marks padding), so every
   gap is an image that failed to decode. With `stop`, numbers missing at the end count too
-  once the stream is exhausted. Each new skip is logged with the running total.
+  once the stream is exhausted. Each new skip is logged with the running total, which starts
+  at `skipped` (a resumed run's count). With `epoch_size`, numbers are also positions in a
+  stream of epochs of that many examples, and `ended_epochs` reports each epoch's skips.
   """
 
   def __init__(self, dataset: tf.data.Dataset, field: str, first: int = 0,
-               stop: int | None = None):
+               stop: int | None = None, skipped: int = 0, epoch_size: int | None = None):
     self._batches = dataset.as_numpy_iterator()
     self._field, self._next, self._stop = field, first, stop
-    self.skipped = 0
+    self.skipped = skipped
+    self._epoch_size = epoch_size
+    self._epoch_skips: collections.Counter[int] = collections.Counter()
+    self._current_epoch = first // epoch_size if epoch_size else 0
 
   @property
   def next_position(self) -> int:
     """The number after the last example delivered (or skipped): where to resume."""
     return self._next
+
+  def ended_epochs(self) -> list[tuple[int, int]]:
+    """(epoch, images skipped in it) for each epoch whose end the stream has passed since
+    the last call. An epoch ends when an example of a later one is delivered, so every
+    skip in it has been seen. (A resumed run counts the part of its first epoch it read.)"""
+    if not self._epoch_size:
+      return []
+    current = self._next // self._epoch_size
+    ended = [(epoch, self._epoch_skips.pop(epoch, 0))
+             for epoch in range(self._current_epoch, current)]
+    self._current_epoch = current
+    return ended
 
   def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
     return self
@@ -191,22 +209,24 @@ class SkipCounter:
       batch = next(self._batches)
     except StopIteration:
       if self._stop is not None:
-        self._record(self._stop - self._next)
+        self._record(np.arange(self._next, self._stop))
         self._next = self._stop
       raise
     numbers = batch[self._field]
     numbers = numbers[numbers >= 0]
     if numbers.size:
-      # Gaps before each number; the stream is ordered, so this is a count of the dropped.
-      self._record(int(numbers[-1]) - self._next + 1 - numbers.size)
+      # The stream is ordered: the numbers missing up to the last one were dropped.
+      self._record(np.setdiff1d(np.arange(self._next, numbers[-1] + 1), numbers))
       self._next = int(numbers[-1]) + 1
     return batch
 
-  def _record(self, newly_skipped: int) -> None:
-    if newly_skipped > 0:
-      self.skipped += newly_skipped
+  def _record(self, missing: np.ndarray) -> None:
+    if missing.size:
+      self.skipped += missing.size
+      if self._epoch_size:
+        self._epoch_skips.update((missing // self._epoch_size).tolist())
       logging.warning('Skipped %d image(s) that could not be decoded (%d so far).',
-                      newly_skipped, self.skipped)
+                      missing.size, self.skipped)
 
 
 def eval_batches(source: Source, split: str, *, process_index: int = 0,
@@ -218,9 +238,13 @@ def eval_batches(source: Source, split: str, *, process_index: int = 0,
   return SkipCounter(dataset, 'index', first=start, stop=stop)
 
 
-def train_batches(source: Source, split: str, *, start_position: int = 0,
-                  **kwargs) -> SkipCounter:
+def train_batches(source: Source, split: str, *, start_position: int = 0, skipped: int = 0,
+                  process_index: int = 0, process_count: int = 1, **kwargs) -> SkipCounter:
   """`train_dataset` as numpy batches whose `skipped` counts undecodable images seen so far
-  and whose `next_position` is where a resumed stream starts."""
-  return SkipCounter(train_dataset(source, split, start_position=start_position, **kwargs),
-                     'position', first=start_position)
+  (from `skipped`, the count before `start_position`), whose `next_position` is where a
+  resumed stream starts and whose `ended_epochs` reports the skips of each epoch."""
+  start, stop = host_range(source.num_examples(split), process_index, process_count)
+  dataset = train_dataset(source, split, start_position=start_position,
+                          process_index=process_index, process_count=process_count, **kwargs)
+  return SkipCounter(dataset, 'position', first=start_position, skipped=skipped,
+                     epoch_size=stop - start)

@@ -52,17 +52,40 @@ def kernel_grid(kernels: np.ndarray, columns: int = 16, zoom: int = 3) -> np.nda
   return grid.repeat(zoom, axis=0).repeat(zoom, axis=1)
 
 
-class MetricWriter:
-  """Appends {'step': s, **values} lines to DIR/metrics.jsonl and TensorBoard scalars."""
+def _drop_lines_after(path: str, step: int) -> None:
+  if not os.path.exists(path):
+    return
+  kept = []
+  with open(path) as f:
+    for line in f:
+      try:
+        if line.endswith('\n') and json.loads(line)['step'] <= step:
+          kept.append(line)
+      except ValueError:  # a line cut off by a kill
+        pass
+  with open(path + '.tmp', 'w') as f:
+    f.writelines(kept)
+  os.replace(path + '.tmp', path)
 
-  def __init__(self, workdir: str, enabled: bool = True):
+
+class MetricWriter:
+  """Appends {'step': s, **values} lines to DIR/metrics.jsonl and TensorBoard scalars.
+
+  A run that starts at `first_step` (its checkpoint's) first drops the lines of later steps
+  from metrics.jsonl, and a cut-off last line: a run killed after its last checkpoint wrote
+  them, and the resumed run writes those steps again.
+  """
+
+  def __init__(self, workdir: str, enabled: bool = True, first_step: int = 0):
     self.workdir = workdir
     self.enabled = enabled
     self._summary = None
     if not enabled:
       return
     os.makedirs(workdir, exist_ok=True)
-    self._jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
+    path = os.path.join(workdir, 'metrics.jsonl')
+    _drop_lines_after(path, first_step)
+    self._jsonl = open(path, 'a')
     try:
       from alexnet_jax.tensorflow_cpu import tf
     except ImportError:

@@ -17,6 +17,8 @@ import os
 import numpy as np
 from absl import logging
 
+from alexnet_jax.errors import DataError
+
 MEAN_MODES = ('per_pixel', 'per_channel', 'none')
 _FORMAT = 1  # bump when the cache's content changes meaning
 
@@ -70,7 +72,7 @@ class PixelSums:
 
   def stats(self) -> PixelStats:
     if not self.count:
-      raise ValueError('no image of the split could be decoded: there is no mean to take.')
+      raise DataError('no image of the split could be decoded: there is no mean to take.')
     mean_image = self.image_sum / self.count
     num_pixels = self.count * mean_image.shape[0] * mean_image.shape[1]
     rgb_mean = mean_image.reshape(-1, 3).mean(axis=0) / 255.0

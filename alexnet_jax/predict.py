@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from absl import app, flags
 
+from alexnet_jax.errors import exit_on_user_error
+
 FLAGS = flags.FLAGS
 
 
@@ -49,6 +51,7 @@ def predict(trained, paths: list[str], top: int = 5) -> list[list[tuple[str, flo
   return result
 
 
+@exit_on_user_error
 def main(argv):
   paths = argv[1:]
   if not paths:

@@ -36,6 +36,7 @@ import tensorflow_datasets as tfds
 import tqdm
 from absl import app, flags, logging
 
+from alexnet_jax.errors import DataError, exit_on_user_error
 from alexnet_jax.input_pipeline import squares
 from alexnet_jax.sources import FolderSource, Source, TfdsSource, open_source
 from alexnet_jax.tensorflow_cpu import tf
@@ -73,13 +74,13 @@ def _open_record(output_dir: str, settings: dict) -> dict:
   record = read_record(output_dir)
   if record is None:
     if os.path.isdir(output_dir) and os.listdir(output_dir):
-      raise ValueError(f'{output_dir} is not empty and holds no {RECORD_FILE}: convert into a '
+      raise DataError(f'{output_dir} is not empty and holds no {RECORD_FILE}: convert into a '
                        f'new or empty directory.')
     return {**settings, 'splits': {}}
   differences = [f'{key} {record.get(key)!r} (this run: {value!r})'
                  for key, value in settings.items() if record.get(key) != value]
   if differences:
-    raise ValueError(f'{output_dir} was converted with {"; ".join(differences)}. Rerun with '
+    raise DataError(f'{output_dir} was converted with {"; ".join(differences)}. Rerun with '
                      f'the same settings to resume, or convert into a new directory.')
   return record
 
@@ -89,7 +90,7 @@ def _add_splits(source: Source, record: dict, splits: Sequence[str], output_dir:
   for split in splits:
     num_examples = source.num_examples(split)  # the source's own error for an unknown split
     if not num_examples:
-      raise ValueError(f'split {split!r} of {source.name} has no examples to convert.')
+      raise DataError(f'split {split!r} of {source.name} has no examples to convert.')
     fingerprint = source.fingerprint(split)
     entry = record['splits'].get(split)
     if entry is None:
@@ -98,7 +99,7 @@ def _add_splits(source: Source, record: dict, splits: Sequence[str], output_dir:
                                  'shard_lengths': [None] * num_shards,
                                  'skipped': [None] * num_shards}
     elif entry['fingerprint'] != fingerprint:
-      raise ValueError(f'split {split!r} of {source.name} has changed since {output_dir} was '
+      raise DataError(f'split {split!r} of {source.name} has changed since {output_dir} was '
                        f'converted from it (its fingerprint differs); convert into a new '
                        f'directory.')
 
@@ -240,6 +241,7 @@ def define_flags() -> None:
                     'resizing (preprocessing.decode_image).')
 
 
+@exit_on_user_error
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')

@@ -20,6 +20,7 @@ import os
 
 import tensorflow_datasets as tfds
 
+from alexnet_jax.errors import DataError, MissingDataError
 from alexnet_jax.tensorflow_cpu import tf
 
 FOLDER_PREFIX = 'folder:'
@@ -69,7 +70,7 @@ class Source:
 
   def check_split(self, split: str, splits) -> None:
     if split not in splits:
-      raise ValueError(f'{self.name} has no split {split!r}; its splits are {sorted(splits)}.')
+      raise DataError(f'{self.name} has no split {split!r}; its splits are {sorted(splits)}.')
 
 
 class TfdsSource(Source):
@@ -80,7 +81,7 @@ class TfdsSource(Source):
     self.name = builder.info.full_name
     features = builder.info.features
     if 'image' not in features or 'label' not in features:
-      raise ValueError(f'{self.name} is not an image classification data set: it needs '
+      raise DataError(f'{self.name} is not an image classification data set: it needs '
                        f'features "image" and "label", and has {sorted(features)}.')
     self.num_classes = features['label'].num_classes
     self.cache_dir = os.fspath(builder.data_dir)
@@ -113,7 +114,7 @@ class FolderSource(Source):
 
   def __post_init__(self):
     if not os.path.isdir(self.root):
-      raise FileNotFoundError(f'image folder {self.root} does not exist; a folder data set is '
+      raise MissingDataError(f'image folder {self.root} does not exist; a folder data set is '
                               f'laid out as {self.root}/<split>/<class>/<image>.')
     self.name = FOLDER_PREFIX + self.root
     self.cache_dir = os.path.join(self.root, '.alexnet_jax')
@@ -121,7 +122,7 @@ class FolderSource(Source):
                          if not d.startswith('.') and os.path.isdir(os.path.join(self.root, d)))
     classes = {c for split in self.splits for c in self._class_dirs(split)}
     if not classes:
-      raise ValueError(f'image folder {self.root} has no <split>/<class>/ folders.')
+      raise DataError(f'image folder {self.root} has no <split>/<class>/ folders.')
     self.classes = sorted(classes)
     self.num_classes = len(self.classes)
     self._files = {}
@@ -174,7 +175,7 @@ def _prepare(builder: tfds.core.DatasetBuilder, manual_dir: str | None) -> None:
   missing = [f for f in MANUAL_FILES.get(builder.name, ())
              if not os.path.exists(os.path.join(manual_dir, f))]
   if missing:
-    raise FileNotFoundError(
+    raise MissingDataError(
         f'{builder.name} is not prepared yet and preparing it needs '
         f'{" and ".join(MANUAL_FILES[builder.name])} in {manual_dir} (missing: '
         f'{", ".join(missing)}). Download them from https://image-net.org/download-images, '
@@ -191,7 +192,7 @@ def open_source(dataset: str, data_dir: str | None = None,
   if os.path.isfile(os.path.join(dataset, 'dataset_info.json')):
     return TfdsSource(tfds.builder_from_directory(dataset))
   if os.path.isdir(dataset):
-    raise FileNotFoundError(
+    raise MissingDataError(
         f'{dataset} is a directory but not a prepared TFDS data set (it has no '
         f'dataset_info.json). If it is an unfinished `python -m alexnet_jax.resize_dataset` '
         f'conversion, rerun that command to finish it; for a folder of images use '
@@ -201,7 +202,7 @@ def open_source(dataset: str, data_dir: str | None = None,
   try:
     builder = tfds.builder(dataset, data_dir=data_dir or None)
   except ValueError as error:  # DatasetNotFoundError, or a name TFDS cannot parse
-    raise ValueError(
+    raise DataError(
         f'unknown data set {dataset!r}: use "shapes", a TFDS name such as "imagenet2012" or '
         f'"imagenette/320px", a prepared TFDS directory, or "folder:/path/to/root". '
         f'({str(error).splitlines()[0]})') from None

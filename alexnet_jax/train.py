@@ -7,15 +7,14 @@
 
 Restarting with the same workdir resumes from the latest checkpoint: state, schedule, random
 keys and each process's position in its data stream, so the result equals an uninterrupted
-run's.
+run's. Faults (a NaN step, a full disk, a lost process) stop the run with an error that says
+where it can resume (alexnet_jax/faults.py).
 """
 
 from __future__ import annotations
 
 import math
 import os
-import signal
-import threading
 import time
 
 import jax
@@ -25,8 +24,9 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from alexnet_jax import config_checks, device_input, distributed, optim, train_step
+from alexnet_jax import config_checks, device_input, distributed, faults, optim, train_step
 from alexnet_jax.checkpoints import BEST_METRIC, Checkpoints
+from alexnet_jax.errors import ConfigError, DataError
 from alexnet_jax.metric_writer import MetricWriter, kernel_grid
 from alexnet_jax.model import AlexNet
 
@@ -52,12 +52,21 @@ def _hosts() -> dict:
 
 
 def open_data(config: ml_collections.ConfigDict):
-  """The configured source and its number of classes (checked against config.num_classes)."""
+  """The configured source, checked against the config: its splits and number of classes.
+  Reads the data set's description only, no examples."""
   from alexnet_jax import sources
-  source = sources.open_source(config.dataset, config.data_dir or None,
-                               config.manual_dir or None)
+  try:
+    source = sources.open_source(config.dataset, config.data_dir or None,
+                                 config.manual_dir or None)
+  except DataError as error:
+    raise ConfigError(f'config.dataset={config.dataset!r}: {error}') from None
+  for field in ('train_split', 'eval_split'):
+    try:
+      source.num_examples(config[field])
+    except DataError as error:
+      raise ConfigError(f'config.{field}={config[field]!r}: {error}') from None
   if config.num_classes and config.num_classes != source.num_classes:
-    raise config_checks.ConfigError(
+    raise ConfigError(
         f'config.num_classes={config.num_classes} but {source.name} has '
         f'{source.num_classes} classes: set it to {source.num_classes}, or 0 to follow the data.')
   return source
@@ -88,7 +97,8 @@ def make_preprocess(config, norm: dict, mesh) -> train_step.Preprocess:
 
 
 def evaluate(eval_step, params, source, config, mesh, *, ten_crop: bool) -> dict[str, float]:
-  """Top-1 and top-5 accuracy, loss and the number of examples scored on config.eval_split."""
+  """Top-1 and top-5 accuracy, loss, the number of examples scored on config.eval_split and
+  the number that could not be decoded (all processes together)."""
   from alexnet_jax import input_pipeline
   hosts = _hosts()
   batch_size = (config.eval_batch_size or config.batch_size) // hosts['process_count']
@@ -104,30 +114,8 @@ def evaluate(eval_step, params, source, config, mesh, *, ten_crop: bool) -> dict
   totals = {name: value.item() for name, value in jax.device_get(totals).items()}
   count = max(totals['count'], 1)
   return {'eval_top1': totals['top1_correct'] / count, 'eval_top5': totals['top5_correct'] / count,
-          'eval_loss': totals['loss_sum'] / count, 'eval_examples': totals['count']}
-
-
-class _Preemption:
-  """Whether to checkpoint and stop now. One process: our SIGTERM handler sets a flag. Several:
-  JAX's preemption service (it receives the notice on any process and agrees on a step at
-  which all of them save)."""
-
-  def __init__(self):
-    self._multi = jax.process_count() > 1
-    self._event = threading.Event()
-    self._previous = None
-    if not self._multi and threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGTERM, lambda *_: self._event.set())
-
-  def reached(self, step: int) -> bool:
-    if self._multi:
-      from jax.experimental import multihost_utils
-      return multihost_utils.reached_preemption_sync_point(step)
-    return self._event.is_set()
-
-  def close(self) -> None:
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+          'eval_loss': totals['loss_sum'] / count, 'eval_examples': totals['count'],
+          'eval_skipped': source.num_examples(config.eval_split) - totals['count']}
 
 
 def _every(config_value: int, steps_per_epoch: int) -> int:
@@ -140,11 +128,21 @@ def _duration(seconds: float) -> str:
       f'{seconds // 60}m{seconds % 60:02d}s'
 
 
+def _write_atomically(path: str, write) -> None:
+  """write(file) into a temporary file, then renamed over `path`: a kill or a full disk
+  leaves the old file whole."""
+  with open(path + '.tmp', 'wb') as f:
+    write(f)
+  os.replace(path + '.tmp', path)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Trains and evaluates as `config` says, in `workdir`; returns the last evaluation.
 
   Safe to call again with the same workdir: it resumes where the last checkpoint left off,
-  and returns at once (after an evaluation) if the run is already complete.
+  and returns at once (after an evaluation) if the run is already complete. Faults the user
+  can act on (README "Reliability") raise an `errors.UserError` that says what happened and
+  where the run can resume.
   """
   from alexnet_jax import input_pipeline
   mesh = distributed.data_mesh()
@@ -154,7 +152,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   source = open_data(config)
   num_classes = source.num_classes
   num_train = source.num_examples(config.train_split)
-  source.num_examples(config.eval_split)  # fails now, naming the splits, if it is missing
   steps_per_epoch = max(num_train // config.batch_size, 1)
   total_steps = config.num_train_steps or math.ceil(config.num_epochs * steps_per_epoch)
   log_every = config.log_every_steps
@@ -182,7 +179,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   checkpoints = Checkpoints(workdir, keep=config.keep_checkpoints,
                             keep_best=config.keep_best_checkpoints)
   identity = model_identity(config, num_classes)
-  position = 0
+  position, skipped = 0, 0
   latest = checkpoints.latest_step()
   if latest is not None:
     try:
@@ -192,39 +189,36 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       raise
     if run['process_count'] == hosts['process_count']:
       position = run['positions'][hosts['process_index']]
+      skipped = run['skipped_images'][hosts['process_index']]
     else:
       position = latest * (config.batch_size // hosts['process_count'])
       logging.warning('Checkpoint %d was written by %d processes, this run has %d: the data '
                       'stream restarts at its nominal position, not the exact one.',
                       latest, run['process_count'], hosts['process_count'])
     logging.info('Resumed from checkpoint %d in %s.', latest, checkpoints.directory)
-
-  if is_main:  # after the restore: a refused restart leaves the workdir as it was
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2))
-    np.savez(os.path.join(workdir, NORMALIZATION_FILE), mean_image=norm['mean_image'],
-             pixel_scale=norm['pixel_scale'], class_names=np.array(class_names(source)))
+  step = int(jax.device_get(state.step))
+  first_step = step
 
   batches = input_pipeline.train_batches(
       source, config.train_split, batch_size=config.batch_size // hosts['process_count'],
       image_size=config_checks.image_size(config), resize_size=config.resize_size,
       seed=config.seed, shuffle_buffer=config.shuffle_buffer, fast_decode=config.fast_decode,
       cache=config.cache, lighting=stats, lighting_std=config.lighting_std,
-      start_position=position, **hosts)
-
-  writer = MetricWriter(workdir, enabled=is_main)
-  preemption = _Preemption()
-  step = int(jax.device_get(state.step))
-  first_step = step
+      start_position=position, skipped=skipped, **hosts)
+  writer = MetricWriter(workdir, enabled=is_main, first_step=first_step)
+  preemption = faults.Preemption()
+  nonfinite = faults.NonfiniteWatch(config.max_nonfinite_steps,
+                              int(jax.device_get(state.nonfinite_steps)))
 
   def save(metrics: dict | None = None) -> None:
-    positions = [batches.next_position]
+    # Every process's stream position and skip count (Orbax writes the JSON from process 0).
+    streams = np.array([[batches.next_position, batches.skipped]])
     if hosts['process_count'] > 1:
       from jax.experimental import multihost_utils
-      positions = multihost_utils.process_allgather(np.array(batches.next_position)).tolist()
-    checkpoints.save(step, state, {'model': identity, 'positions': positions,
-                                   'process_count': hosts['process_count'],
-                                   'skipped_images': batches.skipped}, metrics)
+      streams = multihost_utils.process_allgather(streams[0])
+    checkpoints.save(step, state, {'model': identity, 'positions': streams[:, 0].tolist(),
+                                   'skipped_images': streams[:, 1].tolist(),
+                                   'process_count': hosts['process_count']}, metrics)
 
   def run_evaluation() -> dict[str, float]:
     nonlocal state
@@ -236,9 +230,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     writer.write_image(step, 'conv1_kernels',
                        kernel_grid(train_step.first_layer_kernels(state.params)))
     logging.info('step %d/%d: eval top-1 error %.2f%%, top-5 error %.2f%% on %d examples '
-                 '(%s).', step, total_steps, 100 * (1 - result['eval_top1']),
-                 100 * (1 - result['eval_top5']), result['eval_examples'],
-                 '10 crops' if config.ten_crop_eval else 'centre crop')
+                 '(%s); %d could not be decoded.', step, total_steps,
+                 100 * (1 - result['eval_top1']), 100 * (1 - result['eval_top5']),
+                 result['eval_examples'], '10 crops' if config.ten_crop_eval else 'centre crop',
+                 result['eval_skipped'])
     return result
 
   logging.info('Training %s on %s (%d examples, %d classes) for %d steps of %d images '
@@ -249,12 +244,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   last_eval: dict[str, float] = {}
   pending: list[dict] = []  # this log interval's step metrics, still on the device
   interval_start = time.time()
+  failed = False
   try:
+    if is_main:  # after the restore: a refused restart leaves the workdir as it was
+      _write_atomically(os.path.join(workdir, 'config.json'),
+                        lambda f: f.write(config.to_json_best_effort(indent=2).encode()))
+      _write_atomically(os.path.join(workdir, NORMALIZATION_FILE), lambda f: np.savez(
+          f, mean_image=norm['mean_image'], pixel_scale=norm['pixel_scale'],
+          class_names=np.array(class_names(source))))
     while step < total_steps:
       batch = next(batches)
       batch.pop('position')
+      for epoch, skipped_in_epoch in batches.ended_epochs():
+        logging.info('Epoch %d of the training data%s ended at step %d: %d image(s) in it '
+                     'could not be decoded and were skipped.', epoch + 1,
+                     ' (this process\'s part)' if hosts['process_count'] > 1 else '', step,
+                     skipped_in_epoch)
       state, metrics = step_fn(state, device_input.global_batch(batch, mesh))
       step += 1
+      nonfinite.after_step(step, metrics.pop('finite'))
       pending.append(metrics)
       if step == first_step + 1:
         jax.block_until_ready(metrics)
@@ -265,8 +273,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         elapsed = time.time() - interval_start
         images_per_second = len(fetched) * config.batch_size / max(elapsed, 1e-9)
         left = (total_steps - step) * elapsed / len(fetched)
-        logged = {'loss': float(np.mean([m['loss'] for m in fetched])),
-                  'top1': float(np.mean([m['top1'] for m in fetched])),
+        finite = [m for m in fetched if np.isfinite(m['loss'])] or fetched
+        logged = {'loss': float(np.mean([m['loss'] for m in finite])),
+                  'top1': float(np.mean([m['top1'] for m in finite])),
                   'learning_rate': float(fetched[-1]['learning_rate']),
                   'images_per_second': images_per_second}
         writer.write_scalars(step, logged)
@@ -274,14 +283,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                      '%s left.', step, total_steps, logged['loss'], 100 * (1 - logged['top1']),
                      logged['learning_rate'], images_per_second, _duration(left))
         pending, interval_start = [], time.time()
+      checkpoint_due = step % checkpoint_every == 0
       if step % eval_every == 0 or step == total_steps:
+        nonfinite.check()  # a saved step is always a checked one
         # Not taken out of the interval's time: the input pipeline keeps filling its buffer
         # during an evaluation, so images/s and the time left are wall-clock, evaluations in.
         last_eval = run_evaluation()
         save({BEST_METRIC: 1.0 - last_eval['eval_top1']})
-      elif step % checkpoint_every == 0:
+      elif checkpoint_due:
+        nonfinite.check()
         save()
       if preemption.reached(step):
+        nonfinite.check()
         if checkpoints.latest_step() != step:
           save()
         checkpoints.wait()
@@ -290,10 +303,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         return last_eval
     if first_step == total_steps:  # already complete: report the final checkpoint
       last_eval = run_evaluation()
+  except Exception as error:
+    failed = True
+    if hosts['process_count'] == 1:
+      checkpoints.wait_quietly()  # let the saves in flight finish before naming the last
+    explained = faults.explained(error, step, checkpoints, workdir)
+    if explained is None:
+      raise
+    raise explained from error
   finally:
     batches.close()
-    checkpoints.wait()
-    checkpoints.close()
+    if not failed:
+      checkpoints.wait()
+      checkpoints.close()
+    elif hosts['process_count'] == 1:
+      checkpoints.close_quietly()
+    # A failed multi-process run leaves the manager open: another process may be gone, and
+    # closing would wait for it at a barrier until the timeout.
     writer.close()
     preemption.close()
   if batches.skipped:

@@ -30,6 +30,7 @@ class TrainState:
   params: nnx.State
   opt_state: optim.PaperSgdState
   plateau: optim.Plateau
+  nonfinite_steps: jax.Array  # int32, steps not applied for a NaN or infinite loss or gradient
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,18 +78,37 @@ def init(build_model: Callable[[nnx.Rngs], AlexNet], optimizer: optax.GradientTr
     model = build_model(nnx.Rngs(seed))
     _, params, other_state = nnx.split(model, nnx.Param, ...)
     state = TrainState(step=jnp.array(0, jnp.int32), params=params,
-                       opt_state=optimizer.init(params), plateau=optim.Plateau.start())
+                       opt_state=optimizer.init(params), plateau=optim.Plateau.start(),
+                       nonfinite_steps=jnp.array(0, jnp.int32))
     return state, other_state
 
   state, other_state = jax.jit(create, out_shardings=replicated(mesh))()
   return Network(train_graph, eval_graph, other_state), state
 
 
+def all_finite(loss: jax.Array, grads) -> jax.Array:
+  """Whether the loss and every gradient element are finite (no NaN, no infinity)."""
+  return jnp.isfinite(loss) & jnp.all(jnp.stack(
+      [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+
+
+def keep_if_finite(finite: jax.Array, new, old):
+  """`new` if `finite`, else `old`, leaf by leaf. Elementwise, so that XLA fuses the choice
+  into the update's own loop over the parameters."""
+  return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+
+
 def make_train_step(network: Network, optimizer: optax.GradientTransformationExtraArgs,
                     learning_rate: Callable[[jax.Array, jax.Array], jax.Array],
                     preprocess: Preprocess, seed: int, mesh: Mesh):
   """state, batch -> state, metrics. Dropout keys come from (seed, step), so a resumed run
-  draws the masks an uninterrupted one would."""
+  draws the masks an uninterrupted one would.
+
+  A step whose loss or gradients hold a NaN or an infinity is not applied: parameters and
+  velocity stay as they were, the step counter advances (the batch is consumed) and
+  `nonfinite_steps` counts it; metrics['finite'] says which happened. So no state the step
+  returns, and no checkpoint of it, holds a NaN.
+  """
   dropout_root = jax.random.fold_in(jax.random.key(seed), 1)
 
   def train_step(state: TrainState, batch: Batch):
@@ -105,10 +125,15 @@ def make_train_step(network: Network, optimizer: optax.GradientTransformationExt
     lr = learning_rate(state.step, state.plateau.drops)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params,
                                           learning_rate=lr)
-    params = optax.apply_updates(state.params, updates)
+    finite = all_finite(loss, grads)
+    params, opt_state = keep_if_finite(
+        finite, (optax.apply_updates(state.params, updates), opt_state),
+        (state.params, state.opt_state))
     metrics = {'loss': loss, 'top1': jnp.mean(jnp.argmax(logits, -1) == labels),
-               'learning_rate': lr}
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+               'learning_rate': lr, 'finite': finite}
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                         nonfinite_steps=state.nonfinite_steps + (~finite).astype(jnp.int32)
+                         ), metrics
 
   return jax.jit(train_step, out_shardings=replicated(mesh), donate_argnums=0)
 

@@ -72,4 +72,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 0
   config.keep_checkpoints = 2  # the latest few, besides the best
   config.keep_best_checkpoints = 1  # by evaluation top-1 error
+
+  # Faults (README "Reliability").
+  # Steps whose loss or gradients are NaN or infinite are never applied. With 0 the run stops
+  # at the first; with N it skips (and counts) up to N of them and stops at the next.
+  config.max_nonfinite_steps = 0
+  # Several processes: how long one waits for a silent peer (missed heartbeats, the start-up
+  # rendezvous, the exit barrier) before it stops with an error instead of hanging.
+  config.peer_timeout_seconds = 120
   return config

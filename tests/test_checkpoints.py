@@ -35,12 +35,17 @@ def test_keeps_the_latest_and_the_best_by_eval_error(tmp_path):
   checkpoints.close()
 
 
-def test_restore_into_another_model_names_the_field(tmp_path):
+@pytest.mark.parametrize('field,value', [('variant', 'torchvision'), ('num_classes', 1000),
+                                         ('image_size', 227), ('width', 1.0)])
+def test_restore_into_another_model_names_the_field(tmp_path, field, value):
   checkpoints = Checkpoints(str(tmp_path), keep=1, keep_best=0)
   checkpoints.save(1, {'w': jnp.zeros(3)}, {'model': MODEL})
   checkpoints.wait()
-  with pytest.raises(ModelMismatchError, match=r'model with num_classes=6, but the config asks '
-                                               r'for num_classes=1000'):
-    checkpoints.restore(1, {'w': jnp.zeros(3)}, {**MODEL, 'num_classes': 1000})
+  with pytest.raises(ModelMismatchError) as error:
+    checkpoints.restore(1, {'w': jnp.zeros(3)}, {**MODEL, field: value})
+  assert str(error.value) == (
+      f'the checkpoints in {tmp_path}/checkpoints are of a model with {field}='
+      f'{MODEL[field]!r}, but the config asks for {field}={value!r}. Use the checkpoint\'s '
+      f'value, or another --workdir to start a new run; nothing was overwritten.')
   assert checkpoints.all_steps() == [1]
   checkpoints.close()

@@ -69,6 +69,24 @@ def test_bad_field_is_named_with_its_valid_values(fields, devices, message):
   assert str(error.value) == message
 
 
+@pytest.mark.parametrize('fields,message', [
+    ({'dataset': 'imagenet2013'},
+     "config.dataset='imagenet2013': unknown data set 'imagenet2013': use \"shapes\", a TFDS "
+     "name such as \"imagenet2012\""),
+    ({'train_split': 'trian'},
+     "config.train_split='trian': shapes/1.1.0 has no split 'trian'; its splits are "
+     "['train', 'validation']."),
+    ({'eval_split': 'test'},
+     "config.eval_split='test': shapes/1.1.0 has no split 'test'; its splits are "
+     "['train', 'validation']."),
+])
+def test_unknown_data_set_or_split_names_the_field(tf, shapes_data_dir, fields, message):
+  from alexnet_jax.train import open_data
+  with pytest.raises(ConfigError) as error:
+    open_data(bad({'data_dir': shapes_data_dir, **fields}))
+  assert str(error.value).startswith(message)
+
+
 def test_class_count_that_differs_from_the_data_is_refused(tf, shapes_data_dir):
   from alexnet_jax.train import open_data
   config = bad({'num_classes': 1000, 'data_dir': shapes_data_dir})

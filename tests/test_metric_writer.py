@@ -50,3 +50,16 @@ def test_only_the_enabled_writer_writes(tmp_path):
   writer.write_image(1, 'conv1_kernels', np.zeros((2, 2, 3), np.uint8))
   writer.close()
   assert not (tmp_path / 'other').exists()
+
+
+def test_a_resumed_run_drops_the_lines_after_its_checkpoint_and_a_cut_off_line(tmp_path):
+  """A run killed after its checkpoint at step 20 had logged steps 30 and, half-written, 40;
+  the run resumed from 20 writes those steps again, each once."""
+  path = tmp_path / 'metrics.jsonl'
+  path.write_text('{"step": 10, "loss": 2.0}\n{"step": 20, "loss": 1.5}\n'
+                  '{"step": 30, "loss": 1.25}\n{"step": 40, "lo')
+  writer = MetricWriter(str(tmp_path), first_step=20)
+  writer.write_scalars(30, {'loss': 1.0})
+  writer.close()
+  assert [json.loads(line) for line in path.read_text().splitlines()] == [
+      {'step': 10, 'loss': 2.0}, {'step': 20, 'loss': 1.5}, {'step': 30, 'loss': 1.0}]

@@ -210,32 +210,6 @@ def test_predict_names_the_top_classes(tf, trained_workdir, shapes_data_dir, tmp
     assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
 
 
-def test_command_line_trains_and_sigterm_saves_and_exits(tf, shapes_data_dir, tmp_path):
-  """SIGTERM mid-run: a checkpoint at the step reached, a message saying how to resume, a
-  clean exit; the same command then finishes the run."""
-  import signal
-  import time
-  workdir = tmp_path / 'run'
-  config = tiny_config(shapes_data_dir, num_train_steps=100_000, log_every_steps=1)
-  args = ['train.py', f'--workdir={workdir}', *config_flags(config)]
-  env = {'JAX_PLATFORMS': 'cpu', 'TF_CPP_MIN_LOG_LEVEL': '2'}
-  process = subprocess.Popen([sys.executable, *args], cwd=ROOT, env={**os.environ, **env},
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-  metrics = workdir / 'metrics.jsonl'
-  deadline = time.time() + 240
-  while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
-    assert process.poll() is None and time.time() < deadline, process.stdout.read()
-    time.sleep(0.2)
-  process.send_signal(signal.SIGTERM)
-  output = process.communicate(timeout=120)[0]
-  assert process.returncode == 0, output
-  assert 'Run the same command again to resume' in output
-  steps = sorted(int(s) for s in os.listdir(workdir / 'checkpoints'))
-  assert len(steps) == 1 and steps[0] >= 3
-  logged = [m['step'] for m in read_metrics(workdir)]
-  assert max(logged) == steps[0]  # it stopped at the step it saved
-
-
 def test_eight_devices_give_the_parameters_of_one(tf, shapes_data_dir, tmp_path):
   """The same 6 steps on this process's one CPU device and, in a subprocess, on 8 simulated
   devices (each with 2 of the 16 images): equal parameters up to float reassociation."""

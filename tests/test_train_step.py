@@ -129,3 +129,25 @@ def test_normalize_std_divides_each_channel_by_its_standard_deviation():
       stats.mean_image.mean((0, 1)), (8, 8, 3)), rtol=1e-6)
   config.normalize_std = False
   np.testing.assert_array_equal(normalization(config, stats)['pixel_scale'], np.ones(3))
+
+
+def test_a_step_with_a_nonfinite_gradient_is_not_applied_and_is_counted():
+  """A batch whose lighting offset is infinite makes the loss and the gradients NaN: the step
+  returns the parameters and velocity it was given, counts the step, and reports it; the
+  next finite step updates as usual."""
+  mesh, _, state, _, step = setup()
+  rng = np.random.default_rng(3)
+  good = synthetic_batch(rng)
+  state, _ = step(state, device_input.global_batch(good, mesh))  # a non-zero velocity
+  before = jax.device_get((state.params, state.opt_state))
+  poisoned = {**synthetic_batch(rng), 'lighting': np.full((8, 3), np.inf, np.float32)}
+  state, metrics = step(state, device_input.global_batch(poisoned, mesh))
+  assert not bool(metrics['finite']) and np.isnan(float(metrics['loss']))
+  assert (int(state.step), int(state.nonfinite_steps)) == (2, 1)
+  for got, want in zip(jax.tree.leaves(jax.device_get((state.params, state.opt_state))),
+                       jax.tree.leaves(before)):
+    np.testing.assert_array_equal(got, want)
+  state, metrics = step(state, device_input.global_batch(good, mesh))
+  assert bool(metrics['finite']) and int(state.nonfinite_steps) == 1
+  assert not np.array_equal(jax.device_get(state.params['conv1']['kernel'].get_value()),
+                            before[0]['conv1']['kernel'].get_value())

@@ -1,0 +1,306 @@
+"""Faults provoked for real (README "Reliability"): the training command killed with SIGTERM
+and with SIGKILL in the middle of writing a checkpoint, a disk that fills up, a loss that
+becomes NaN, a process of a two-process run that dies, corrupt and odd images, bad configs."""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tests.test_train import ROOT, config_flags, final_params, read_metrics, run_cli, tiny_config
+
+CLI_ENV = {'JAX_PLATFORMS': 'cpu', 'TF_CPP_MIN_LOG_LEVEL': '2'}
+
+
+def start_cli(args, env=None):
+  return subprocess.Popen([sys.executable, *args], cwd=ROOT,
+                          env={**os.environ, **CLI_ENV, **(env or {})},
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for(condition, process, timeout=240, poll=0.05):
+  deadline = time.time() + timeout
+  while not condition():
+    if process.poll() is not None:
+      pytest.fail(f'exited before the fault was provoked:\n{process.stdout.read()[-3000:]}')
+    assert time.time() < deadline, 'timed out waiting'
+    time.sleep(poll)
+
+
+def logged_steps(workdir):
+  path = workdir / 'metrics.jsonl'
+  return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def checkpoint_entries(workdir):
+  directory = workdir / 'checkpoints'
+  return os.listdir(directory) if directory.exists() else []
+
+
+def partial(entries):
+  return [name for name in entries if 'orbax-checkpoint-tmp' in name]
+
+
+def complete(entries):
+  return sorted(int(name) for name in entries if name.isdigit())
+
+
+def test_sigterm_and_a_kill_mid_checkpoint_resume_to_the_uninterrupted_result(
+    tf, shapes_data_dir, tmp_path):
+  """One run stopped twice: SIGTERM (saves at the step reached, exits 0, says how to resume),
+  then SIGKILL while a checkpoint is half-written (the partial directory is left behind).
+  The same command then resumes from the last complete checkpoint, removes the partial one
+  and ends with the parameters and the logged losses of an uninterrupted run, bit for bit."""
+  from alexnet_jax.train import train_and_evaluate
+  steps = 40
+  config = tiny_config(shapes_data_dir, num_train_steps=steps, log_every_steps=1,
+                       checkpoint_every_steps=1, keep_checkpoints=3)
+  straight, workdir = tmp_path / 'straight', tmp_path / 'stopped'
+  train_and_evaluate(config, str(straight))
+  args = ['train.py', f'--workdir={workdir}', *config_flags(config)]
+
+  process = start_cli(args)
+  wait_for(lambda: logged_steps(workdir) >= 5, process)
+  process.send_signal(signal.SIGTERM)
+  output = process.communicate(timeout=120)[0]
+  assert process.returncode == 0, output[-3000:]
+  stop = int(re.search(r'Stopped by SIGTERM at step (\d+); checkpoint saved in .*\. Run the '
+                       r'same command again to resume\.', output).group(1))
+  assert complete(checkpoint_entries(workdir))[-1] == stop < steps
+  assert max(m['step'] for m in read_metrics(workdir)) == stop
+
+  process = start_cli(args)
+  wait_for(lambda: partial(checkpoint_entries(workdir)) and
+           complete(checkpoint_entries(workdir))[-1] >= stop + 3, process, poll=0.001)
+  process.kill()
+  output = process.communicate(timeout=60)[0]
+  assert f'Resumed from checkpoint {stop} ' in output  # SIGTERM lost no step
+  entries = checkpoint_entries(workdir)
+  assert partial(entries), f'the kill did not land mid-write: {entries}'
+  killed_at = complete(entries)[-1]
+
+  result = run_cli(args)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert f'Resumed from checkpoint {killed_at} ' in result.stderr
+  assert not partial(checkpoint_entries(workdir))
+  (step_a, a), (step_b, b) = final_params(straight), final_params(workdir)
+  assert step_a == step_b == steps
+  for name in a:
+    np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+  losses = lambda w: [(m['step'], m['loss']) for m in read_metrics(w) if 'loss' in m]  # noqa: E731
+  # Each step logged once; the first step after each restart is not logged (its time
+  # includes compilation), the rest equal the uninterrupted run's.
+  assert set(losses(workdir)) <= set(losses(straight))
+  assert len(losses(workdir)) == len(losses(straight)) - 2
+
+
+def can_mount_tmpfs():
+  probe = subprocess.run(['unshare', '--user', '--map-root-user', '--mount', 'sh', '-c',
+                          'mount -t tmpfs -o size=1m tmpfs /mnt'], capture_output=True)
+  return probe.returncode == 0
+
+
+@pytest.mark.skipif(shutil.which('unshare') is None or not can_mount_tmpfs(),
+                    reason='needs `unshare` and user namespaces to mount a small tmpfs')
+def test_full_disk_is_named_and_the_earlier_checkpoints_stay_restorable(
+    tf, shapes_data_dir, tmp_path):
+  """The workdir on a 6 MB tmpfs, mounted in a private user and mount namespace (`unshare`,
+  no root needed): the third 2.5 MB checkpoint does not fit. The run stops with one line
+  naming the full disk and the last complete checkpoint; copied to a disk with room, the
+  workdir resumes from that checkpoint, deletes what is left of the partial one, and
+  finishes."""
+  config = tiny_config(shapes_data_dir, num_train_steps=30, checkpoint_every_steps=2,
+                       keep_checkpoints=10)
+  workdir, copy = tmp_path / 'small_disk', tmp_path / 'copy'
+  workdir.mkdir()
+  copy.mkdir()
+  script = ('mount -t tmpfs -o size=6m tmpfs "$WORKDIR" || exit 99; "$@"; status=$?; '
+            'cp -a "$WORKDIR/." "$COPY"; exit $status')
+  result = subprocess.run(
+      ['unshare', '--user', '--map-root-user', '--mount', 'sh', '-c', script, 'sh',
+       sys.executable, 'train.py', f'--workdir={workdir}', *config_flags(config)],
+      cwd=ROOT, env={**os.environ, **CLI_ENV, 'WORKDIR': str(workdir), 'COPY': str(copy)},
+      capture_output=True, text=True, timeout=300)
+  assert result.returncode == 1, result.stderr[-3000:]
+  last_line = result.stderr.strip().splitlines()[-1]
+  match = re.fullmatch(
+      rf'Error: the disk holding {workdir} is full \(no space left on device\) at step \d+\. '
+      rf'The last complete checkpoint is step (\d+) in {workdir}/checkpoints, intact\. Free '
+      rf'some space, then run the same command to resume from it \(it first deletes any '
+      rf'partial checkpoint\)\.', last_line)
+  assert match, result.stderr[-3000:]
+  assert complete(checkpoint_entries(copy))[-1] == int(match.group(1)) == 4
+
+  result = run_cli(['train.py', f'--workdir={copy}', *config_flags(config)])
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'Resumed from checkpoint 4 ' in result.stderr
+  assert not partial(checkpoint_entries(copy))
+  assert final_params(copy)[0] == 30
+
+
+def test_nonfinite_loss_stops_or_is_skipped_and_never_reaches_a_checkpoint(
+    tf, shapes_data_dir, tmp_path):
+  """A learning rate of 100 sends the loss to NaN within a few steps. By default the run
+  stops at the first such step, naming it and the last checkpoint; with
+  max_nonfinite_steps=2 it skips two (parameters unchanged) and stops at the third. Every
+  checkpoint written holds finite parameters."""
+  from alexnet_jax import checkpoints as checkpoints_lib
+  from alexnet_jax.errors import NonFiniteError
+  from alexnet_jax.train import train_and_evaluate
+  stopped, skipping = tmp_path / 'stopped', tmp_path / 'skipping'
+  config = tiny_config(shapes_data_dir, learning_rate=100.0, lr_schedule='constant',
+                       log_every_steps=1, checkpoint_every_steps=1, keep_checkpoints=10)
+  with pytest.raises(NonFiniteError) as error:
+    train_and_evaluate(config, str(stopped))
+  bad = int(re.match(r'the loss or the gradients were NaN or infinite at step (\d+); its '
+                     r'update was not applied and training stopped\.', str(error.value))[1])
+  assert str(error.value).endswith(
+      f'The last complete checkpoint is step {bad - 1} in {stopped}/checkpoints, with finite '
+      f'parameters.')
+  losses = {m['step']: m['loss'] for m in read_metrics(stopped)}
+  assert np.isnan(losses[bad]) and all(np.isfinite(losses[s]) for s in range(2, bad))
+
+  config.max_nonfinite_steps = 2
+  with pytest.raises(NonFiniteError, match=rf'at step {bad + 2} \(the 3 such steps are more '
+                                           r'than config.max_nonfinite_steps=2\)'):
+    train_and_evaluate(config, str(skipping))
+  saved = checkpoints_lib.Checkpoints(str(skipping), keep=10, keep_best=0)
+  assert saved.all_steps() == list(range(1, bad + 2))
+  saved.close()
+  params = {}
+  for step in (bad - 1, bad, bad + 1):
+    from alexnet_jax import inference
+    trained = inference.load(str(skipping), step)
+    params[step] = jax_leaves(trained.params)
+    assert all(np.all(np.isfinite(leaf)) for leaf in params[step])
+  for step in (bad, bad + 1):  # the skipped steps changed nothing
+    for before, after in zip(params[bad - 1], params[step]):
+      np.testing.assert_array_equal(before, after)
+
+
+def jax_leaves(tree):
+  import jax
+  return [np.asarray(leaf) for leaf in jax.tree.leaves(jax.device_get(tree))]
+
+
+@pytest.mark.parametrize('fault', ['SIGKILL', 'SIGSTOP'])
+def test_a_dead_or_hung_process_stops_the_other_with_an_error(tf, shapes_data_dir, tmp_path,
+                                                              fault):
+  """Two processes on localhost; one is killed (SIGKILL) or frozen (SIGSTOP, a hung host
+  whose connections stay open). The other must not wait forever: a killed peer breaks its
+  next collective at once, a frozen one stops sending heartbeats and is declared dead after
+  config.peer_timeout_seconds (5 here)."""
+  from tests.test_multihost import free_port
+  timeout = 5
+  config = tiny_config(shapes_data_dir, num_train_steps=100_000, log_every_steps=1,
+                       peer_timeout_seconds=timeout)
+  port = free_port()
+  processes = [start_cli(['train.py', f'--workdir={tmp_path}', *config_flags(config)],
+                         env={'JAX_COORDINATOR_ADDRESS': f'127.0.0.1:{port}',
+                              'JAX_NUM_PROCESSES': '2', 'JAX_PROCESS_ID': str(i)})
+               for i in range(2)]
+  try:
+    wait_for(lambda: logged_steps(tmp_path) >= 3, processes[0])
+    processes[1].send_signal(getattr(signal, fault))
+    stopped = time.time()
+    output = processes[0].communicate(timeout=timeout + 60)[0]
+    waited = time.time() - stopped
+  finally:
+    for process in processes:
+      process.kill()
+  assert processes[0].returncode != 0
+  assert waited < timeout + 30, f'{waited:.0f} s'
+  if fault == 'SIGKILL':  # the next gradient all-reduce fails: our message, at once
+    assert processes[0].returncode == 1
+    assert re.search(r'Error: process 0 of 2 lost contact with another process at step \d+ '
+                     r'\(.*\); it has probably stopped, see its log\. .*: on every process, '
+                     r'run the same command', output), output[-3000:]
+  else:  # JAX's coordination service declares the silent process dead and stops this one
+    assert 'stopped sending heartbeats' in output and 'another task died' in output, output[-3000:]
+
+
+def write_odd_and_broken_images(root, split, rng):
+  """root/split/{a,b}/: 4 plain JPEGs per class, then images in odd modes that must be
+  converted (CMYK and grayscale JPEG, RGBA and 16-bit PNG, palette GIF) and files that cannot
+  be decoded (empty, truncated JPEG, random bytes). Returns (decodable, broken) counts."""
+  import io
+
+  from PIL import Image
+
+  def encoded(image, image_format):
+    buffer = io.BytesIO()
+    image.save(buffer, image_format)
+    return buffer.getvalue()
+
+  def pixels():
+    return rng.integers(0, 256, (80, 90, 3), np.uint8)
+
+  files = {}
+  for cls in 'ab':
+    for i in range(4):
+      files[f'{cls}/{i}.jpg'] = encoded(Image.fromarray(pixels()), 'JPEG')
+  odd = {'a/cmyk.jpg': encoded(Image.fromarray(pixels()).convert('CMYK'), 'JPEG'),
+         'a/gray.jpg': encoded(Image.fromarray(pixels()).convert('L'), 'JPEG'),
+         'b/rgba.png': encoded(Image.fromarray(pixels()).convert('RGBA'), 'PNG'),
+         'b/palette.gif': encoded(Image.fromarray(pixels()).convert('P'), 'GIF'),
+         'b/sixteen_bit.png': encoded(Image.fromarray(
+             pixels()[..., 0].astype(np.uint16) * 257), 'PNG')}
+  broken = {'a/empty.jpg': b'', 'b/truncated.jpg': files['b/0.jpg'][:len(files['b/0.jpg']) // 3],
+            'b/random.png': rng.integers(0, 256, 5000, np.uint8).tobytes()}
+  for name, data in {**files, **odd, **broken}.items():
+    path = root / split / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+  return len(files) + len(odd), len(broken)
+
+
+def test_corrupt_and_odd_images_are_converted_or_skipped_counted_and_reported(tf, tmp_path,
+                                                                              caplog):
+  """Both splits hold images in odd modes (converted) and undecodable files (skipped).
+  Training goes on and reports each epoch's skipped images; the evaluation scores every
+  decodable image and counts the others."""
+  import logging
+
+  from alexnet_jax.train import train_and_evaluate
+  rng = np.random.default_rng(0)
+  root = tmp_path / 'images'
+  train_good, train_broken = write_odd_and_broken_images(root, 'train', rng)
+  eval_good, eval_broken = write_odd_and_broken_images(root, 'validation', rng)
+  config = tiny_config('', dataset=f'folder:{root}', batch_size=4, eval_batch_size=4,
+                       num_train_steps=10, shuffle_buffer=32)  # 40 images: 3 epochs of 13
+  with caplog.at_level(logging.INFO):
+    result = train_and_evaluate(config, str(tmp_path / 'run'))
+  ends = re.findall(r'Epoch (\d) of the training data ended at step \d+: (\d) image\(s\) in it '
+                    r'could not be decoded and were skipped\.', caplog.text)
+  # An epoch ends when the first image of the next is delivered: 3 of the 40 images are.
+  assert train_good == 13 and (10 * 4 - 1) // train_good == 3
+  assert ends == [(str(epoch), str(train_broken)) for epoch in (1, 2, 3)]
+  assert (result['eval_examples'], result['eval_skipped']) == (eval_good, eval_broken)
+  assert (f'on {eval_good} examples (centre crop); {eval_broken} could not be decoded'
+          in caplog.text)
+
+
+@pytest.mark.parametrize('flag,message', [
+    ('--config.model.variant=vgg',
+     "config.model.variant='vgg' is not one of ['paper', 'paper_ungrouped', 'torchvision']."),
+    ('--config.train_split=trian',
+     "config.train_split='trian': shapes/1.1.0 has no split 'trian'; its splits are "
+     "['train', 'validation']."),
+])
+def test_config_error_is_one_line_before_any_data_is_read(shapes_data_dir, tmp_path, flag,
+                                                          message):
+  """The command prints the problem on one line and exits 1: no traceback, no workdir, no
+  pixel statistics read from the data, nothing compiled."""
+  workdir = tmp_path / 'run'
+  result = run_cli(['train.py', f'--workdir={workdir}', f'--config.data_dir={shapes_data_dir}',
+                    flag])
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1] == f'Error: {message}'
+  assert 'Traceback' not in result.stderr and 'mean image' not in result.stderr
+  assert not workdir.exists()
