@@ -5,13 +5,16 @@
 The steps of `alexnet_jax.train_step`, as training runs them: uint8 batches already on the
 devices (no input pipeline, no TensorFlow), split over every device on the `data` mesh.
 Prints the first step's compile time, images/s of each step and the achieved FLOP rate
-(6 x the network's multiply-adds per training image, 2 x per evaluated image). Last line:
+(6 x the network's multiply-adds per training image, 2 x per evaluated image), and what the
+step's NaN/inf guard costs (the step timed again without it). Last line:
 `train_images_per_second=... eval_images_per_second=...`.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -49,9 +52,12 @@ def main():
   network, state = train_step.init(build, optimizer, 0, mesh)
   preprocess = train_step.Preprocess(
       jnp.full((RESIZE, RESIZE, 3), 120.0), jnp.ones(3), dtype)
-  step = train_step.make_train_step(
-      network, optimizer, optim.learning_rate_schedule('constant', 0.01, total_steps=1),
-      preprocess, 0, mesh)
+  def make_step():
+    return train_step.make_train_step(
+        network, optimizer, optim.learning_rate_schedule('constant', 0.01, total_steps=1),
+        preprocess, 0, mesh)
+
+  step = make_step()
   evaluate = train_step.make_eval_step(network, preprocess, mesh)
   batch = device_input.global_batch(synthetic_batch(args.batch, image_size,
                                                     np.random.default_rng(0)), mesh)
@@ -60,23 +66,31 @@ def main():
   state, metrics = step(state, batch)
   jax.block_until_ready(metrics)
   compile_seconds = time.perf_counter() - start
-
-  # The state is donated: thread it through the timed calls.
-  holder = [state]
-
-  def timed_train():
-    holder[0] = step(holder[0], batch)[0]
-    return holder[0].step
-
-  train_seconds = time_jitted(timed_train, repeats=args.repeats)
-  eval_seconds = time_jitted(evaluate, holder[0].params, batch, repeats=args.repeats)
   assert np.isfinite(float(metrics['loss'])), 'the loss is not finite'
+
+  # What the NaN/inf guard costs: the same step with it patched out (jit traces on the first
+  # call, so that call runs under the patch). The state is donated, so it is threaded through.
+  with mock.patch.multiple(train_step, all_finite=lambda loss, grads: jnp.isfinite(loss),
+                           keep_if_finite=lambda finite, new, old: new):
+    unguarded = make_step()
+    state = jax.block_until_ready(unguarded(state, batch)[0])
+  # Alternated, so that a slow phase of a shared machine hits both alike.
+  times = {step: [], unguarded: []}
+  for _ in range(args.repeats):
+    for step_fn, elapsed in times.items():
+      start = time.perf_counter()
+      state = jax.block_until_ready(step_fn(state, batch)[0])
+      elapsed.append(time.perf_counter() - start)
+  train_seconds, unguarded_seconds = (statistics.median(t) for t in times.values())
+  eval_seconds = time_jitted(evaluate, state.params, batch, repeats=args.repeats)
   train_rate, eval_rate = args.batch / train_seconds, args.batch / eval_seconds
   print(f'first train step (compile + run): {compile_seconds:.1f} s')
   print(f'train step: {train_seconds * 1e3:8.1f} ms  {train_rate:9.1f} images/s  '
         f'{train_rate * 6 * macs / 1e12:7.2f} TFLOP/s')
   print(f'eval step:  {eval_seconds * 1e3:8.1f} ms  {eval_rate:9.1f} images/s  '
         f'{eval_rate * 2 * macs / 1e12:7.2f} TFLOP/s')
+  print(f'train step without the NaN/inf guard: {unguarded_seconds * 1e3:8.1f} ms; the guard '
+        f'costs {100 * (train_seconds / unguarded_seconds - 1):+.1f}%')
   print(f'train_images_per_second={train_rate:.1f} eval_images_per_second={eval_rate:.1f}')
 
 
