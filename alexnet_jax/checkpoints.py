@@ -26,6 +26,9 @@ from alexnet_jax.errors import ModelMismatchError
 
 BEST_METRIC = 'eval_top1_error'
 TMP_DIR_SUFFIX = '.orbax-checkpoint-tmp'  # Orbax's name for a checkpoint still being written
+# Bumped when the train state or the run record changes shape. 2: the state counts non-finite
+# steps; the record keeps every process's skipped-image count.
+FORMAT = 2
 
 
 class Checkpoints:
@@ -60,6 +63,7 @@ class Checkpoints:
 
   def save(self, step: int, state: Any, run: dict, metrics: dict | None = None) -> None:
     """Starts writing checkpoint `step` (returns once the arrays are copied off the device)."""
+    run = {**run, 'format': FORMAT}
     self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                      run=ocp.args.JsonSave(run)),
                        metrics=metrics, force=True)
@@ -71,6 +75,12 @@ class Checkpoints:
     """Checkpoint `step`'s state, laid out (shapes, dtypes, shardings) like `like_state`, and
     its run record; ModelMismatchError if it holds another network than `model` describes."""
     run = self.read_run(step)
+    if run.get('format', 1) != FORMAT:
+      raise ModelMismatchError(
+          f'checkpoint {step} in {self.directory} was written by another version of '
+          f'alexnet_jax (checkpoint format {run.get("format", 1)}; this version reads '
+          f'{FORMAT}). Resume it with that version, or start a new run in another --workdir; '
+          f'nothing was overwritten.')
     for field, value in model.items():
       saved = run['model'].get(field)
       if saved != value:

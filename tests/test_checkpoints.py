@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from alexnet_jax import checkpoints as checkpoints_lib
 from alexnet_jax.checkpoints import BEST_METRIC, Checkpoints, ModelMismatchError
 
 MODEL = {'variant': 'paper', 'num_classes': 6, 'image_size': 67, 'width': 0.5}
@@ -31,7 +32,7 @@ def test_keeps_the_latest_and_the_best_by_eval_error(tmp_path):
   assert checkpoints.all_steps() == [2, 7, 8]
   restored, run = checkpoints.restore(2, {'w': jnp.zeros(3)}, MODEL)
   np.testing.assert_array_equal(restored['w'], [2.0, 2.0, 2.0])
-  assert run == {'model': MODEL}
+  assert run == {'model': MODEL, 'format': checkpoints_lib.FORMAT}
   checkpoints.close()
 
 
@@ -48,4 +49,17 @@ def test_restore_into_another_model_names_the_field(tmp_path, field, value):
       f'{MODEL[field]!r}, but the config asks for {field}={value!r}. Use the checkpoint\'s '
       f'value, or another --workdir to start a new run; nothing was overwritten.')
   assert checkpoints.all_steps() == [1]
+  checkpoints.close()
+
+
+def test_checkpoint_of_another_format_is_refused_with_the_versions(tmp_path, monkeypatch):
+  checkpoints = Checkpoints(str(tmp_path), keep=1, keep_best=0)
+  monkeypatch.setattr(checkpoints_lib, 'FORMAT', 1)  # as an older version wrote it
+  checkpoints.save(1, {'w': jnp.zeros(3)}, {'model': MODEL})
+  checkpoints.wait()
+  monkeypatch.undo()
+  with pytest.raises(ModelMismatchError, match=r'checkpoint 1 in .* was written by another '
+                                               r'version of alexnet_jax \(checkpoint format 1; '
+                                               r'this version reads 2\)'):
+    checkpoints.restore(1, {'w': jnp.zeros(3)}, MODEL)
   checkpoints.close()

@@ -304,3 +304,32 @@ def test_config_error_is_one_line_before_any_data_is_read(shapes_data_dir, tmp_p
   assert result.stderr.strip().splitlines()[-1] == f'Error: {message}'
   assert 'Traceback' not in result.stderr and 'mean image' not in result.stderr
   assert not workdir.exists()
+
+
+@pytest.mark.slow
+def test_kills_at_random_moments_still_end_at_the_uninterrupted_result(tf, shapes_data_dir,
+                                                                       tmp_path):
+  """SIGKILL at 8 random moments, 2 to 10 s after each start, of a run that saves every step
+  and keeps 2 checkpoints (so kills also land in start-up, restore, compilation and the
+  deletion of old checkpoints); after each, the same command resumes; the run ends with the
+  uninterrupted parameters. About 2 minutes."""
+  from alexnet_jax.train import train_and_evaluate
+  steps = 150
+  config = tiny_config(shapes_data_dir, num_train_steps=steps, log_every_steps=1,
+                       checkpoint_every_steps=1, keep_checkpoints=2)
+  straight, workdir = tmp_path / 'straight', tmp_path / 'killed'
+  train_and_evaluate(config, str(straight))
+  args = ['train.py', f'--workdir={workdir}', *config_flags(config)]
+  rng = np.random.default_rng(0)
+  for delay in rng.uniform(2, 10, 8):  # start-up to the first step is about 6 s
+    process = start_cli(args)
+    time.sleep(delay)
+    process.kill()
+    output = process.communicate(timeout=60)[0]
+    assert process.returncode == -signal.SIGKILL, output[-3000:]
+  result = run_cli(args)
+  assert result.returncode == 0, result.stderr[-3000:]
+  (step_a, a), (step_b, b) = final_params(straight), final_params(workdir)
+  assert step_a == step_b == steps
+  for name in a:
+    np.testing.assert_array_equal(a[name], b[name], err_msg=name)

@@ -289,4 +289,4 @@ def test_default_config_ends_far_above_chance(tf, shapes_data_dir, tmp_path):
   config.data_dir = str(shapes_data_dir)
   result = train_and_evaluate(config, str(tmp_path))
   assert result['eval_examples'] == 600
-  assert result['eval_top1'] > 0.6  # chance is 1/6; measured 0.795 (README Results)
+  assert result['eval_top1'] > 0.6  # chance is 1/6; measured 0.785 (README Results)
