@@ -68,9 +68,8 @@ class NonfiniteWatch:
                f'{self.allowed})' if self.allowed else '')
       raise NonFiniteError(
           f'the loss or the gradients were NaN or infinite at step {step}{count}; its update '
-          f'was not applied and training stopped. Lower '
-          f'config.learning_rate, or let up to N such steps be skipped with '
-          f'--config.max_nonfinite_steps=N.')
+          f'was not applied and training stopped. Lower config.learning_rate, or let up to N '
+          f'such steps be skipped with --config.max_nonfinite_steps=N.')
     logging.warning('Step %d: the loss or the gradients were NaN or infinite; the step was '
                     'skipped (%d of at most config.max_nonfinite_steps=%d).', step, self.count,
                     self.allowed)
@@ -85,7 +84,7 @@ def is_peer_failure(error: BaseException) -> bool:
 
 
 def explained(error: BaseException, step: int, checkpoints: Checkpoints,
-               workdir: str) -> Exception | None:
+              workdir: str) -> Exception | None:
   """The user-facing error for a fault that stopped the run at `step`, saying where it can
   resume; None for an error that is not a known fault."""
   steps = checkpoints.complete_steps()

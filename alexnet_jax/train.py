@@ -208,9 +208,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   writer = MetricWriter(workdir, enabled=is_main, first_step=first_step)
   preemption = faults.Preemption()
   nonfinite = faults.NonfiniteWatch(config.max_nonfinite_steps,
-                              int(jax.device_get(state.nonfinite_steps)))
+                                    int(jax.device_get(state.nonfinite_steps)))
 
   def save(metrics: dict | None = None) -> None:
+    nonfinite.check()  # a saved step is a checked one
     # Every process's stream position and skip count (Orbax writes the JSON from process 0).
     streams = np.array([[batches.next_position, batches.skipped]])
     if hosts['process_count'] > 1:
@@ -283,18 +284,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                      '%s left.', step, total_steps, logged['loss'], 100 * (1 - logged['top1']),
                      logged['learning_rate'], images_per_second, _duration(left))
         pending, interval_start = [], time.time()
-      checkpoint_due = step % checkpoint_every == 0
       if step % eval_every == 0 or step == total_steps:
-        nonfinite.check()  # a saved step is always a checked one
         # Not taken out of the interval's time: the input pipeline keeps filling its buffer
         # during an evaluation, so images/s and the time left are wall-clock, evaluations in.
         last_eval = run_evaluation()
         save({BEST_METRIC: 1.0 - last_eval['eval_top1']})
-      elif checkpoint_due:
-        nonfinite.check()
+      elif step % checkpoint_every == 0:
         save()
       if preemption.reached(step):
-        nonfinite.check()
         if checkpoints.latest_step() != step:
           save()
         checkpoints.wait()

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pytest
 
@@ -51,19 +52,33 @@ def complete(entries):
   return sorted(int(name) for name in entries if name.isdigit())
 
 
+def reference_and_command(data_dir, tmp_path, steps, keep):
+  """A run that logs and saves every step: trained to the end in this process (the
+  uninterrupted reference, in tmp_path/'straight'), and the command line that runs it in
+  tmp_path/'interrupted'."""
+  from alexnet_jax.train import train_and_evaluate
+  config = tiny_config(data_dir, num_train_steps=steps, log_every_steps=1,
+                       checkpoint_every_steps=1, keep_checkpoints=keep)
+  straight, workdir = tmp_path / 'straight', tmp_path / 'interrupted'
+  train_and_evaluate(config, str(straight))
+  return straight, workdir, ['train.py', f'--workdir={workdir}', *config_flags(config)]
+
+
+def assert_same_final_parameters(straight, workdir, steps):
+  (step_a, a), (step_b, b) = final_params(straight), final_params(workdir)
+  assert step_a == step_b == steps
+  for name in a:
+    np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
 def test_sigterm_and_a_kill_mid_checkpoint_resume_to_the_uninterrupted_result(
     tf, shapes_data_dir, tmp_path):
   """One run stopped twice: SIGTERM (saves at the step reached, exits 0, says how to resume),
   then SIGKILL while a checkpoint is half-written (the partial directory is left behind).
   The same command then resumes from the last complete checkpoint, removes the partial one
   and ends with the parameters and the logged losses of an uninterrupted run, bit for bit."""
-  from alexnet_jax.train import train_and_evaluate
   steps = 40
-  config = tiny_config(shapes_data_dir, num_train_steps=steps, log_every_steps=1,
-                       checkpoint_every_steps=1, keep_checkpoints=3)
-  straight, workdir = tmp_path / 'straight', tmp_path / 'stopped'
-  train_and_evaluate(config, str(straight))
-  args = ['train.py', f'--workdir={workdir}', *config_flags(config)]
+  straight, workdir, args = reference_and_command(shapes_data_dir, tmp_path, steps, keep=3)
 
   process = start_cli(args)
   wait_for(lambda: logged_steps(workdir) >= 5, process)
@@ -89,10 +104,7 @@ def test_sigterm_and_a_kill_mid_checkpoint_resume_to_the_uninterrupted_result(
   assert result.returncode == 0, result.stderr[-3000:]
   assert f'Resumed from checkpoint {killed_at} ' in result.stderr
   assert not partial(checkpoint_entries(workdir))
-  (step_a, a), (step_b, b) = final_params(straight), final_params(workdir)
-  assert step_a == step_b == steps
-  for name in a:
-    np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+  assert_same_final_parameters(straight, workdir, steps)
   losses = lambda w: [(m['step'], m['loss']) for m in read_metrics(w) if 'loss' in m]  # noqa: E731
   # Each step logged once; the first step after each restart is not logged (its time
   # includes compilation), the rest equal the uninterrupted run's.
@@ -151,6 +163,7 @@ def test_nonfinite_loss_stops_or_is_skipped_and_never_reaches_a_checkpoint(
   max_nonfinite_steps=2 it skips two (parameters unchanged) and stops at the third. Every
   checkpoint written holds finite parameters."""
   from alexnet_jax import checkpoints as checkpoints_lib
+  from alexnet_jax import inference
   from alexnet_jax.errors import NonFiniteError
   from alexnet_jax.train import train_and_evaluate
   stopped, skipping = tmp_path / 'stopped', tmp_path / 'skipping'
@@ -173,20 +186,12 @@ def test_nonfinite_loss_stops_or_is_skipped_and_never_reaches_a_checkpoint(
   saved = checkpoints_lib.Checkpoints(str(skipping), keep=10, keep_best=0)
   assert saved.all_steps() == list(range(1, bad + 2))
   saved.close()
-  params = {}
-  for step in (bad - 1, bad, bad + 1):
-    from alexnet_jax import inference
-    trained = inference.load(str(skipping), step)
-    params[step] = jax_leaves(trained.params)
-    assert all(np.all(np.isfinite(leaf)) for leaf in params[step])
+  params = {step: jax.tree.leaves(jax.device_get(inference.load(str(skipping), step).params))
+            for step in (bad - 1, bad, bad + 1)}
+  assert all(np.all(np.isfinite(leaf)) for leaves in params.values() for leaf in leaves)
   for step in (bad, bad + 1):  # the skipped steps changed nothing
     for before, after in zip(params[bad - 1], params[step]):
       np.testing.assert_array_equal(before, after)
-
-
-def jax_leaves(tree):
-  import jax
-  return [np.asarray(leaf) for leaf in jax.tree.leaves(jax.device_get(tree))]
 
 
 @pytest.mark.parametrize('fault', ['SIGKILL', 'SIGSTOP'])
@@ -313,13 +318,8 @@ def test_kills_at_random_moments_still_end_at_the_uninterrupted_result(tf, shape
   and keeps 2 checkpoints (so kills also land in start-up, restore, compilation and the
   deletion of old checkpoints); after each, the same command resumes; the run ends with the
   uninterrupted parameters. About 2 minutes."""
-  from alexnet_jax.train import train_and_evaluate
   steps = 150
-  config = tiny_config(shapes_data_dir, num_train_steps=steps, log_every_steps=1,
-                       checkpoint_every_steps=1, keep_checkpoints=2)
-  straight, workdir = tmp_path / 'straight', tmp_path / 'killed'
-  train_and_evaluate(config, str(straight))
-  args = ['train.py', f'--workdir={workdir}', *config_flags(config)]
+  straight, workdir, args = reference_and_command(shapes_data_dir, tmp_path, steps, keep=2)
   rng = np.random.default_rng(0)
   for delay in rng.uniform(2, 10, 8):  # start-up to the first step is about 6 s
     process = start_cli(args)
@@ -329,7 +329,4 @@ def test_kills_at_random_moments_still_end_at_the_uninterrupted_result(tf, shape
     assert process.returncode == -signal.SIGKILL, output[-3000:]
   result = run_cli(args)
   assert result.returncode == 0, result.stderr[-3000:]
-  (step_a, a), (step_b, b) = final_params(straight), final_params(workdir)
-  assert step_a == step_b == steps
-  for name in a:
-    np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+  assert_same_final_parameters(straight, workdir, steps)
