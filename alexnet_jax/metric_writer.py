@@ -17,6 +17,8 @@ import zlib
 import numpy as np
 from absl import logging
 
+from alexnet_jax.files import write_atomically
+
 
 def png_bytes(image: np.ndarray) -> bytes:
   """An 8-bit RGB PNG of a uint8 (H, W, 3) array, with no imaging library."""
@@ -63,9 +65,7 @@ def _drop_lines_after(path: str, step: int) -> None:
           kept.append(line)
       except ValueError:  # a line cut off by a kill
         pass
-  with open(path + '.tmp', 'w') as f:
-    f.writelines(kept)
-  os.replace(path + '.tmp', path)
+  write_atomically(path, ''.join(kept))
 
 
 class MetricWriter:
@@ -119,9 +119,7 @@ class MetricWriter:
       return
     path = os.path.join(self.workdir, f'{name}.png')
     png = png_bytes(image)
-    with open(path + '.tmp', 'wb') as f:
-      f.write(png)
-    os.replace(path + '.tmp', path)
+    write_atomically(path, png)
     if self._summary is not None:
       with self._summary.as_default(step=int(step)):
         # The image plugin's layout: [width, height, encoded image, ...] as strings.

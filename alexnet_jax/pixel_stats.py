@@ -18,6 +18,7 @@ import numpy as np
 from absl import logging
 
 from alexnet_jax.errors import DataError
+from alexnet_jax.files import npz_bytes, write_atomically
 
 MEAN_MODES = ('per_pixel', 'per_channel', 'none')
 _FORMAT = 1  # bump when the cache's content changes meaning
@@ -134,11 +135,9 @@ def _load(path: str, key: dict) -> PixelStats | None:
 
 
 def _save(path: str, key: dict, stats: PixelStats) -> None:
-  """Writes to a temporary name first, so a killed run never leaves a half-written cache."""
+  """Replaced whole, so a killed run never leaves a half-written cache."""
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  partial = f'{path}.partial.npz'
-  np.savez(partial, key=json.dumps(key), **dataclasses.asdict(stats))
-  os.replace(partial, path)
+  write_atomically(path, npz_bytes(key=json.dumps(key), **dataclasses.asdict(stats)))
 
 
 def load_or_compute(source, split: str, resize_size: int, *, fast_decode: bool = True,

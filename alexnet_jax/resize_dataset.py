@@ -37,6 +37,7 @@ import tqdm
 from absl import app, flags, logging
 
 from alexnet_jax.errors import DataError, exit_on_user_error
+from alexnet_jax.files import write_atomically
 from alexnet_jax.input_pipeline import squares
 from alexnet_jax.sources import FolderSource, Source, TfdsSource, open_source
 from alexnet_jax.tensorflow_cpu import tf
@@ -63,10 +64,7 @@ def read_record(dataset_dir: str) -> dict | None:
 
 def _write_record(dataset_dir: str, record: dict) -> None:
   """Replaces the record atomically: a kill never leaves it half written."""
-  path = os.path.join(dataset_dir, RECORD_FILE)
-  with open(path + '.tmp', 'w') as f:
-    json.dump(record, f)
-  os.replace(path + '.tmp', path)
+  write_atomically(os.path.join(dataset_dir, RECORD_FILE), json.dumps(record))
 
 
 def _open_record(output_dir: str, settings: dict) -> dict:

@@ -27,6 +27,7 @@ from flax import nnx
 from alexnet_jax import config_checks, device_input, distributed, faults, optim, train_step
 from alexnet_jax.checkpoints import BEST_METRIC, Checkpoints
 from alexnet_jax.errors import ConfigError, DataError
+from alexnet_jax.files import npz_bytes, write_atomically
 from alexnet_jax.metric_writer import MetricWriter, kernel_grid
 from alexnet_jax.model import AlexNet
 
@@ -126,14 +127,6 @@ def _duration(seconds: float) -> str:
   seconds = int(seconds)
   return f'{seconds // 3600}h{seconds // 60 % 60:02d}m' if seconds >= 3600 else \
       f'{seconds // 60}m{seconds % 60:02d}s'
-
-
-def _write_atomically(path: str, write) -> None:
-  """write(file) into a temporary file, then renamed over `path`: a kill or a full disk
-  leaves the old file whole."""
-  with open(path + '.tmp', 'wb') as f:
-    write(f)
-  os.replace(path + '.tmp', path)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
@@ -248,10 +241,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   failed = False
   try:
     if is_main:  # after the restore: a refused restart leaves the workdir as it was
-      _write_atomically(os.path.join(workdir, 'config.json'),
-                        lambda f: f.write(config.to_json_best_effort(indent=2).encode()))
-      _write_atomically(os.path.join(workdir, NORMALIZATION_FILE), lambda f: np.savez(
-          f, mean_image=norm['mean_image'], pixel_scale=norm['pixel_scale'],
+      write_atomically(os.path.join(workdir, 'config.json'),
+                       config.to_json_best_effort(indent=2))
+      write_atomically(os.path.join(workdir, NORMALIZATION_FILE), npz_bytes(
+          mean_image=norm['mean_image'], pixel_scale=norm['pixel_scale'],
           class_names=np.array(class_names(source))))
     while step < total_steps:
       batch = next(batches)
