@@ -127,7 +127,7 @@ def test_full_disk_is_named_and_the_earlier_checkpoints_stay_restorable(
   naming the full disk and the last complete checkpoint; copied to a disk with room, the
   workdir resumes from that checkpoint, deletes what is left of the partial one, and
   finishes."""
-  config = tiny_config(shapes_data_dir, num_train_steps=30, checkpoint_every_steps=2,
+  config = tiny_config(shapes_data_dir, num_train_steps=10, checkpoint_every_steps=2,
                        keep_checkpoints=10)
   workdir, copy = tmp_path / 'small_disk', tmp_path / 'copy'
   workdir.mkdir()
@@ -153,7 +153,7 @@ def test_full_disk_is_named_and_the_earlier_checkpoints_stay_restorable(
   assert result.returncode == 0, result.stderr[-3000:]
   assert 'Resumed from checkpoint 4 ' in result.stderr
   assert not partial(checkpoint_entries(copy))
-  assert final_params(copy)[0] == 30
+  assert final_params(copy)[0] == 10
 
 
 def test_nonfinite_loss_stops_or_is_skipped_and_never_reaches_a_checkpoint(
