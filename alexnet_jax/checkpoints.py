@@ -126,7 +126,7 @@ class Checkpoints:
       logging.warning('A checkpoint save failed: %s', str(error).splitlines()[0])
 
   def close_quietly(self) -> None:
-    self.wait_quietly()
+    """`close` on the way out of a failed run, after `wait_quietly`."""
     try:
       self.close()
     except Exception as error:  # noqa: BLE001
