@@ -24,7 +24,7 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from alexnet_jax import config_checks, device_input, distributed, faults, optim, train_step
+from alexnet_jax import compilation_cache, config_checks, device_input, distributed, faults, optim, train_step
 from alexnet_jax.checkpoints import BEST_METRIC, Checkpoints
 from alexnet_jax.errors import ConfigError, DataError
 from alexnet_jax.files import npz_bytes, write_atomically
@@ -140,6 +140,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   from alexnet_jax import input_pipeline
   mesh = distributed.data_mesh()
   config_checks.validate(config, jax.device_count())
+  if config.compilation_cache:
+    logging.info('Compiled steps are cached in %s.',
+                 compilation_cache.enable(config.compilation_cache_dir))
+  else:
+    compilation_cache.disable()
   hosts = _hosts()
   is_main = hosts['process_index'] == 0
   source = open_data(config)

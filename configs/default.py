@@ -80,4 +80,8 @@ def get_config() -> ml_collections.ConfigDict:
   # Several processes: how long one waits for a silent peer (missed heartbeats, the start-up
   # rendezvous, the exit barrier) before it stops with an error instead of hanging.
   config.peer_timeout_seconds = 120
+  # Keep compiled steps on disk, so that a resumed or repeated run skips compilation.
+  config.compilation_cache = True
+  # '' : $JAX_COMPILATION_CACHE_DIR if set, else ~/.cache/alexnet_jax/xla
+  config.compilation_cache_dir = ''
   return config

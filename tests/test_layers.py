@@ -7,7 +7,7 @@ import pytest
 from flax import nnx
 from jax.test_util import check_grads
 
-from alexnet_jax.layers import LocalResponseNorm, local_response_norm, split_group_conv
+from alexnet_jax.layers import LocalResponseNorm, local_response_norm, max_pool, split_group_conv
 
 
 def lrn_loop(x, size=5, alpha=1e-4, beta=0.75, k=2.0):
@@ -128,3 +128,39 @@ def test_split_group_conv_equals_two_convolutions_on_channel_halves(stride, padd
   np.testing.assert_array_equal(
       np.asarray(split_group_conv(x_changed, w, feature_group_count=2, **kwargs))[..., :3],
       np.asarray(split)[..., :3])
+
+
+def max_pool_loop(x, window, stride):
+  """Max pooling one output position at a time in numpy."""
+  n, h, w, c = x.shape
+  oh, ow = (h - window) // stride + 1, (w - window) // stride + 1
+  out = np.empty((n, oh, ow, c), x.dtype)
+  for i in range(oh):
+    for j in range(ow):
+      out[:, i, j] = x[:, i * stride:i * stride + window, j * stride:j * stride + window].max((1, 2))
+  return out
+
+
+@pytest.mark.parametrize('size,window,stride', [(13, 3, 2), (14, 3, 2), (9, 2, 2), (7, 3, 1)])
+def test_max_pool_matches_loop_and_reduce_window_gradient(size, window, stride):
+  x = np.random.default_rng(size).standard_normal((2, size, size + 2, 5)).astype(np.float32)
+  np.testing.assert_array_equal(max_pool(jnp.asarray(x), window, stride),
+                                max_pool_loop(x, window, stride))
+  # Distinct values, so no ties: the gradient is reduce_window's (select_and_scatter's).
+  cotangent = np.random.default_rng(1).standard_normal(max_pool_loop(x, window, stride).shape)
+  ours = jax.grad(lambda x: jnp.vdot(max_pool(x, window, stride), cotangent))(x)
+  reference = jax.grad(lambda x: jnp.vdot(
+      nnx.max_pool(x, (window, window), (stride, stride), 'VALID'), cotangent))(x)
+  np.testing.assert_allclose(ours, reference, rtol=1e-6)
+
+
+def test_max_pool_tied_inputs_share_the_gradient():
+  x = jnp.zeros((1, 3, 3, 1)).at[0, 1, 1, 0].set(-1.0)  # 8 tied maxima of one 3x3 window
+  grad = jax.grad(lambda x: max_pool(x, 3, 2).sum())(x)
+  assert float(grad.sum()) == pytest.approx(1.0)
+  assert float(grad[0, 1, 1, 0]) == 0.0 and float(grad.min()) >= 0.0
+
+
+def test_max_pool_too_small_input():
+  with pytest.raises(ValueError, match='smaller than the 3x3 window'):
+    max_pool(jnp.zeros((1, 2, 5, 1)))
