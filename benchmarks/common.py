@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 
 import jax
+
+from benchmarks.measure import median_seconds
 
 
 def time_jitted(fn: Callable, *args, repeats: int = 5, warmup: int = 1) -> float:
   """Median wall-clock seconds of one call of a jitted `fn(*args)`, results awaited.
 
-  The warm-up calls compile and are not timed. The median resists a noisy shared machine
-  better than the mean.
+  The warm-up calls compile and are not timed.
   """
-  for _ in range(warmup):
-    jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
+  return median_seconds(lambda: jax.block_until_ready(fn(*args)), repeats, warmup)
 
 
 def describe_device() -> str:

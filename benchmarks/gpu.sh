@@ -1,30 +1,44 @@
 #!/usr/bin/env bash
-# Everything worth checking on an accelerator, in one call of a few minutes: the tests that
-# need no TensorFlow, the full train and eval steps on synthetic batches (fp32 and bf16, two
-# batch sizes), then the LRN and grouped-convolution benchmarks.
-#   bash benchmarks/gpu.sh [BATCH]        (from the repository root; BATCH defaults to 256)
-#   SECTIONS="tests train_step" bash benchmarks/gpu.sh    # a subset
+# What is worth measuring on an accelerator, in one call of under 5 minutes: the full train and
+# eval steps on synthetic on-device batches (float32 and bfloat16, batch 128 to 1024, images/s,
+# MFU against the best float32/bfloat16 matmul measured in the same process), the layer
+# benchmarks, and the input pipeline on this machine's CPU cores where TensorFlow is installed.
+#   bash benchmarks/gpu.sh                          (from the repository root)
+#   SECTIONS="tests train_step" bash benchmarks/gpu.sh   # a subset; tests are not in the default
+#   BATCHES="128 512" LAYER_BATCH=64 bash benchmarks/gpu.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH}
 PYTHON=${PYTHON:-python3}
-BATCH=${1:-256}
-SECTIONS=${SECTIONS:-tests train_step layers}
+BATCHES=${BATCHES:-128 256 512 1024}
+LAYER_BATCH=${LAYER_BATCH:-256}
+SECTIONS=${SECTIONS:-train_step layers pipeline}
 "$PYTHON" -c 'import jax, flax; print("jax", jax.__version__, "flax", flax.__version__, jax.devices())'
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
+nproc
 for section in $SECTIONS; do
+  echo "=== $section"
   case $section in
     tests) "$PYTHON" -m pytest -q -p no:cacheprovider tests ;;
     train_step)
       for dtype in float32 bfloat16; do
-        for batch in 128 "$((BATCH * 2))"; do
-          "$PYTHON" -m benchmarks.train_step --batch="$batch" --dtype="$dtype" --repeats=20
+        for batch in $BATCHES; do
+          "$PYTHON" -m benchmarks.train_step --batch="$batch" --dtype="$dtype" --repeats=20 \
+            --baseline=none
         done
       done ;;
     layers)
       for dtype in float32 bfloat16; do
-        "$PYTHON" -m benchmarks.lrn --batch="$BATCH" --dtype="$dtype" --repeats=20
-        "$PYTHON" -m benchmarks.grouped_conv --batch="$BATCH" --dtype="$dtype" --repeats=20
+        for module in lrn max_pool grouped_conv conv_grad; do
+          "$PYTHON" -m benchmarks.$module --batch="$LAYER_BATCH" --dtype="$dtype" --repeats=20
+        done
       done ;;
+    pipeline)
+      if "$PYTHON" -c 'import tensorflow, tensorflow_datasets' 2>/dev/null; then
+        "$PYTHON" -m benchmarks.input_pipeline --images=2048 --batch=256 --repeats=3
+      else
+        echo "skipped: TensorFlow and tensorflow-datasets are not installed here"
+      fi ;;
+    *) echo "unknown section $section" >&2; exit 2 ;;
   esac
 done

@@ -1,19 +1,41 @@
-"""The full train step (forward, backward, paper SGD) and the eval step on synthetic batches.
+"""The full train step (forward, backward, paper SGD) and the eval step on synthetic batches,
+against the same network in PyTorch, in one invocation.
 
-    python -m benchmarks.train_step [--batch=128] [--dtype=float32|bfloat16] [--repeats=10]
+    python -m benchmarks.train_step [--batch=128] [--dtype=float32|bfloat16] [--repeats=5]
+                                    [--baseline=auto|pytorch|none] [--guard] [--width=1]
 
-The steps of `alexnet_jax.train_step`, as training runs them: uint8 batches already on the
-devices (no input pipeline, no TensorFlow), split over every device on the `data` mesh.
-Prints the first step's compile time, images/s of each step and the achieved FLOP rate
-(6 x the network's multiply-adds per training image, 2 x per evaluated image), and what the
-step's NaN/inf guard costs (the step timed again without it, and steps dispatched with and
-without the loop's one-step-late read of each step's flag). Last line:
-`train_images_per_second=... eval_images_per_second=...`.
+The project's steps are those of `alexnet_jax.train_step`, as training runs them: uint8
+batches already on the devices (no input pipeline, no TensorFlow), split over every device
+on the `data` mesh. It prints:
+
+- the best matmul rate measured here (JAX at float32, and bfloat16 on an accelerator;
+  PyTorch's float32 too where it runs): the peak that the model FLOP utilisation (MFU)
+  divides by. FLOPs are 6 x the network's multiply-adds per training image (4.35 GFLOP)
+  and 2 x per evaluated image (1.45 GFLOP).
+- the train step's compile time (tracing, lowering and compiling) with an empty persistent
+  compilation cache, then again loaded from that cache, as a repeated run's new process
+  does;
+- images/s of the train and eval steps, and the process's peak resident memory;
+- with PyTorch installed (requirements-bench.txt) and on a CPU: the same network rebuilt in
+  PyTorch with the same weights (`benchmarks/pytorch_alexnet.py`), in a process of its own:
+  its eager train step, eager eval and `torch.compile` eval;
+- with --guard: what the step's NaN/inf guard costs (the step timed again without it,
+  alternated, and steps dispatched with and without the loop's one-step-late flag read).
+
+The last line is machine-readable, e.g.
+`train_vs_pytorch=1.62x eval_vs_torch_compile=1.05x train_mfu=0.41 eval_mfu=0.50
+train_images_per_second=35.1 eval_images_per_second=120.4` (the ratios only where PyTorch ran).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from unittest import mock
 
@@ -22,12 +44,15 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from alexnet_jax import device_input, distributed, faults, optim, train_step
+from alexnet_jax import compilation_cache, device_input, distributed, faults, optim, train_step
 from alexnet_jax.model import AlexNet, layer_table
-from benchmarks.common import parse_args, time_jitted
+from benchmarks.common import describe_device, time_jitted
+from benchmarks.measure import median_seconds, peak_rss_bytes
 
 RESIZE = 256
+IMAGE_SIZE = 227
 NUM_CLASSES = 1000
+MEAN_PIXEL = 120.0
 
 
 def synthetic_batch(batch: int, image_size: int, rng: np.random.Generator) -> dict:
@@ -39,53 +64,171 @@ def synthetic_batch(batch: int, image_size: int, rng: np.random.Generator) -> di
           'mask': np.ones(batch, bool)}
 
 
-def main():
-  args = parse_args(__doc__, batch=128, repeats=10)
+def matmul_flops(dtype, size: int, repeats: int = 5) -> float:
+  """FLOP/s of one (size x size) @ (size x size) jitted matmul in `dtype`."""
+  a = jax.random.normal(jax.random.key(0), (size, size), dtype)
+  return 2 * size ** 3 / time_jitted(jax.jit(jnp.dot), a, a, repeats=repeats)
+
+
+def jax_matmul_peak(platform: str) -> dict[str, float]:
+  """The best matmul rate per dtype: float32 on a CPU, float32 and bfloat16 elsewhere."""
+  sizes = (1024, 2048) if platform == 'cpu' else (4096, 8192)
+  dtypes = ('float32',) if platform == 'cpu' else ('float32', 'bfloat16')
+  return {f'jax {dtype}': max(matmul_flops(dtype, n) for n in sizes) for dtype in dtypes}
+
+
+def layer_arrays(params) -> dict[str, dict[str, np.ndarray]]:
+  """{layer: {'kernel': ..., 'bias': ...}} host arrays of an AlexNet parameter state: what
+  `benchmarks.pytorch_alexnet.TorchAlexNet.from_arrays` takes."""
+  return {layer: {name: np.asarray(params[layer][name].get_value())
+                  for name in ('kernel', 'bias')}
+          for layer in ('conv1', 'conv2', 'conv3', 'conv4', 'conv5', 'fc6', 'fc7', 'fc8')}
+
+
+def pytorch_baseline(batch: dict, params, repeats: int) -> dict | None:
+  """benchmarks.pytorch_alexnet run in a child process on this batch and these weights."""
+  with tempfile.TemporaryDirectory() as tmp:
+    inputs = os.path.join(tmp, 'inputs.npz')
+    np.savez(inputs, images=batch['image'], labels=batch['label'],
+             mean_crop=np.full((IMAGE_SIZE, IMAGE_SIZE, 3), MEAN_PIXEL, np.float32),
+             **{f'{layer}/{name}': array for layer, arrays in params.items()
+                for name, array in arrays.items()})
+    done = subprocess.run(
+        [sys.executable, '-m', 'benchmarks.pytorch_alexnet', f'--inputs={inputs}',
+         f'--repeats={repeats}'], capture_output=True, text=True, check=False)
+  if done.returncode:
+    raise RuntimeError(f'the PyTorch baseline failed:\n{done.stderr[-3000:]}')
+  return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def torch_available() -> bool:
+  try:
+    import torch  # pylint: disable=unused-import
+  except ImportError:
+    return False
+  return True
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--batch', type=int, default=128)
+  parser.add_argument('--dtype', default='float32', choices=['float32', 'bfloat16'])
+  parser.add_argument('--repeats', type=int, default=5)
+  parser.add_argument('--baseline', default='auto', choices=['auto', 'pytorch', 'none'],
+                      help='auto: PyTorch if it is installed and the device is a CPU')
+  parser.add_argument('--guard', action='store_true', help='also time the NaN/inf guard')
+  parser.add_argument('--width', type=float, default=1.0,
+                      help="the model's width multiplier; < 1 only for quick checks")
+  args = parser.parse_args()
+  platform = jax.devices()[0].platform
+  print(f'device {describe_device()}, batch {args.batch}, {args.dtype}, width {args.width}')
+  run_pytorch = args.baseline == 'pytorch' or (
+      args.baseline == 'auto' and platform == 'cpu' and torch_available())
+  if args.baseline == 'pytorch' and not torch_available():
+    sys.exit('Error: --baseline=pytorch needs torch: pip install -r requirements-bench.txt')
+
+  cache_dir = tempfile.mkdtemp(prefix='alexnet_jax_benchmark_cache_')
+  compilation_cache.enable(cache_dir)  # empty: the first compile below is a cold one
   mesh = distributed.data_mesh()
   dtype = jnp.dtype(args.dtype)
 
   def build(rngs):
-    return AlexNet('paper', NUM_CLASSES, dtype=dtype, rngs=rngs)
+    return AlexNet('paper', NUM_CLASSES, dtype=dtype, width=args.width, rngs=rngs)
 
   macs = sum(row.macs for row in layer_table(nnx.eval_shape(lambda: build(nnx.Rngs(0)))))
-  image_size = 227
+  peaks = jax_matmul_peak(platform)
   optimizer = optim.paper_sgd(0.9, 5e-4)
   network, state = train_step.init(build, optimizer, 0, mesh)
-  preprocess = train_step.Preprocess(
-      jnp.full((RESIZE, RESIZE, 3), 120.0), jnp.ones(3), dtype)
+  host_batch = synthetic_batch(args.batch, IMAGE_SIZE, np.random.default_rng(0))
+  initial_params = layer_arrays(state.params) if run_pytorch else None
+  preprocess = train_step.Preprocess(jnp.full((RESIZE, RESIZE, 3), MEAN_PIXEL), jnp.ones(3),
+                                     dtype)
+
   def make_step():
-    # A small learning rate: the benchmark repeats one batch hundreds of times, and at the
-    # paper's 0.01 the paper-initialised net overfits it until the loss overflows, after which
-    # the guard skips every step; the cost of a step does not depend on the rate.
+    # A small learning rate: the benchmark repeats one batch many times, and at the paper's
+    # 0.01 the paper-initialised net overfits it until the loss overflows, after which the
+    # guard skips every step; the cost of a step does not depend on the rate.
     return train_step.make_train_step(
         network, optimizer, optim.learning_rate_schedule('constant', 1e-5, total_steps=1),
         preprocess, 0, mesh)
 
-  step = make_step()
-  evaluate = train_step.make_eval_step(network, preprocess, mesh)
-  batch = device_input.global_batch(synthetic_batch(args.batch, image_size,
-                                                    np.random.default_rng(0)), mesh)
-
-  start = time.perf_counter()
+  batch = device_input.global_batch(host_batch, mesh)
+  compile_seconds = {}
+  for phase in ('cold', 'cached'):
+    jax.clear_caches()  # forget compiled programs in memory; the disk cache keeps them
+    start = time.perf_counter()
+    step = make_step().lower(state, batch).compile()
+    compile_seconds[phase] = time.perf_counter() - start
   state, metrics = step(state, batch)
-  jax.block_until_ready(metrics)
-  compile_seconds = time.perf_counter() - start
   assert np.isfinite(float(metrics['loss'])), 'the loss is not finite'
 
-  # What the NaN/inf guard costs: the same step with it patched out (jit traces on the first
-  # call, so that call runs under the patch). The state is donated, so it is threaded through.
+  def train_once():
+    nonlocal state
+    state = jax.block_until_ready(step(state, batch)[0])
+
+  train_seconds = median_seconds(train_once, args.repeats)
+  evaluate = train_step.make_eval_step(network, preprocess, mesh)
+  eval_seconds = time_jitted(evaluate, state.params, batch, repeats=args.repeats)
+  peak_rss = peak_rss_bytes()
+  state, last_metrics = step(state, batch)
+  final_loss = float(last_metrics['loss'])
+  assert np.isfinite(final_loss), f'the loss became {final_loss}: the timings include skipped steps'
+  if args.guard:
+    state = guard_costs(make_step, step, state, batch, args.repeats)
+
+  baseline = pytorch_baseline(host_batch, initial_params, args.repeats) if run_pytorch else None
+  if baseline:
+    peaks[f'torch float32 ({baseline["torch_version"]})'] = baseline['matmul_flops']
+  peak = max(peaks.values())
+  train_rate, eval_rate = args.batch / train_seconds, args.batch / eval_seconds
+  train_flops, eval_flops = train_rate * 6 * macs, eval_rate * 2 * macs
+
+  print(f'matmul peak: {", ".join(f"{k} {v / 1e9:,.0f}" for k, v in peaks.items())} GFLOP/s')
+  print(f'train step compile: {compile_seconds["cold"]:.1f} s with an empty cache, '
+        f'{compile_seconds["cached"]:.1f} s loaded from the persistent compilation cache')
+  print(f'alexnet_jax train step: {train_seconds * 1e3:8.1f} ms {train_rate:9.1f} images/s '
+        f'{train_flops / 1e9:9.1f} GFLOP/s (MFU {train_flops / peak:.2f})')
+  print(f'alexnet_jax eval step:  {eval_seconds * 1e3:8.1f} ms {eval_rate:9.1f} images/s '
+        f'{eval_flops / 1e9:9.1f} GFLOP/s (MFU {eval_flops / peak:.2f})')
+  print(f'alexnet_jax peak resident memory: {peak_rss / 2**30:.2f} GiB')
+  summary = {}
+  if baseline:
+    print(f'PyTorch {baseline["torch_version"]} ({baseline["threads"]} threads), eager train '
+          f'step: {baseline["train_images_per_second"]:.1f} images/s; eager eval: '
+          f'{baseline["eval_images_per_second"]:.1f} images/s; torch.compile eval: '
+          f'{baseline["compiled_eval_images_per_second"]:.1f} images/s (compiled in '
+          f'{baseline["compile_seconds"]:.0f} s); peak resident memory '
+          f'{baseline["peak_rss_bytes"] / 2**30:.2f} GiB')
+    summary['train_vs_pytorch'] = f'{train_rate / baseline["train_images_per_second"]:.2f}x'
+    summary['eval_vs_pytorch'] = f'{eval_rate / baseline["eval_images_per_second"]:.2f}x'
+    summary['eval_vs_torch_compile'] = (
+        f'{eval_rate / baseline["compiled_eval_images_per_second"]:.2f}x')
+  summary.update(train_mfu=f'{train_flops / peak:.2f}', eval_mfu=f'{eval_flops / peak:.2f}',
+                 train_images_per_second=f'{train_rate:.1f}',
+                 eval_images_per_second=f'{eval_rate:.1f}',
+                 compile_seconds=f'{compile_seconds["cold"]:.1f}',
+                 cached_compile_seconds=f'{compile_seconds["cached"]:.1f}',
+                 peak_rss_gib=f'{peak_rss / 2**30:.2f}')
+  print(' '.join(f'{k}={v}' for k, v in summary.items()))
+
+
+def guard_costs(make_step, step, state, batch, repeats: int):
+  """Prints what the NaN/inf guard costs; returns the state, threaded through the donating
+  steps."""
+  # The same step with the guard patched out (jit traces on the first call, so that call
+  # runs under the patch).
   with mock.patch.multiple(train_step, all_finite=lambda loss, grads: jnp.isfinite(loss),
                            keep_if_finite=lambda finite, new, old: new):
     unguarded = make_step()
     state = jax.block_until_ready(unguarded(state, batch)[0])
   # Alternated, so that a slow phase of a shared machine hits both alike.
   times = {step: [], unguarded: []}
-  for _ in range(args.repeats):
+  for _ in range(repeats):
     for step_fn, elapsed in times.items():
       start = time.perf_counter()
       state = jax.block_until_ready(step_fn(state, batch)[0])
       elapsed.append(time.perf_counter() - start)
-  train_seconds, unguarded_seconds = (statistics.median(t) for t in times.values())
+  guarded_seconds, unguarded_seconds = (statistics.median(t) for t in times.values())
 
   # The training loop reads each step's finiteness flag one step late (NonfiniteWatch), so
   # at most two steps are queued: `repeats` steps dispatched that way against as many
@@ -94,34 +237,25 @@ def main():
     nonlocal state
     watch = faults.NonfiniteWatch(allowed=0, count=0)
     start = time.perf_counter()
-    for index in range(args.repeats):
+    for index in range(repeats):
       state, step_metrics = step(state, batch)
       if read_flags:
         watch.after_step(index, step_metrics['finite'])
     jax.block_until_ready(state)
-    return (time.perf_counter() - start) / args.repeats
+    return (time.perf_counter() - start) / repeats
 
   loops = {True: [], False: []}
   for _ in range(3):
     for read_flags, per_step in loops.items():
       per_step.append(loop(read_flags))
   watched_seconds, free_seconds = (statistics.median(t) for t in loops.values())
-  state, last_metrics = step(state, batch)
-  final_loss = float(last_metrics['loss'])
-  assert np.isfinite(final_loss), f'the loss became {final_loss}: the timings include skipped steps'
-  eval_seconds = time_jitted(evaluate, state.params, batch, repeats=args.repeats)
-  train_rate, eval_rate = args.batch / train_seconds, args.batch / eval_seconds
-  print(f'first train step (compile + run): {compile_seconds:.1f} s')
-  print(f'train step: {train_seconds * 1e3:8.1f} ms  {train_rate:9.1f} images/s  '
-        f'{train_rate * 6 * macs / 1e12:7.2f} TFLOP/s')
-  print(f'eval step:  {eval_seconds * 1e3:8.1f} ms  {eval_rate:9.1f} images/s  '
-        f'{eval_rate * 2 * macs / 1e12:7.2f} TFLOP/s')
-  print(f'train step without the NaN/inf guard: {unguarded_seconds * 1e3:8.1f} ms; the guard '
-        f'costs {100 * (train_seconds / unguarded_seconds - 1):+.1f}%')
-  print(f'{args.repeats} steps reading each NaN flag one step late: {watched_seconds * 1e3:.1f} '
+  print(f'train step without the NaN/inf guard: {unguarded_seconds * 1e3:8.1f} ms, with it '
+        f'{guarded_seconds * 1e3:8.1f} ms: the guard costs '
+        f'{100 * (guarded_seconds / unguarded_seconds - 1):+.1f}%')
+  print(f'{repeats} steps reading each NaN flag one step late: {watched_seconds * 1e3:.1f} '
         f'ms a step; back to back: {free_seconds * 1e3:.1f} ms '
         f'({100 * (watched_seconds / free_seconds - 1):+.1f}%)')
-  print(f'train_images_per_second={train_rate:.1f} eval_images_per_second={eval_rate:.1f}')
+  return state
 
 
 if __name__ == '__main__':

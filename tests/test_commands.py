@@ -40,8 +40,16 @@ def test_train_py_rejects_a_bad_variant_before_reading_data(tmp_path):
      r'banded_vs_reduce_window_fwd=[\d.]+x banded_vs_reduce_window_fwd_bwd=[\d.]+x'),
     ('benchmarks.grouped_conv', ['--batch=1', '--repeats=1'],
      r'grouped_layers_split_vs_xla=[\d.]+x model_split_vs_xla=[\d.]+x'),
-    ('benchmarks.train_step', ['--batch=2', '--repeats=1'],
-     r'train_images_per_second=[\d.]+ eval_images_per_second=[\d.]+'),
+    ('benchmarks.conv_grad', ['--batch=1', '--repeats=1'], r'matmul_vs_xla_kernel_grad=[\d.]+x'),
+    ('benchmarks.max_pool', ['--batch=2', '--repeats=1'],
+     r'strided_vs_reduce_window_fwd=[\d.]+x strided_vs_reduce_window_fwd_bwd=[\d.]+x'),
+    # With the PyTorch baseline (requirements-bench.txt, which the test command installs).
+    ('benchmarks.train_step', ['--batch=2', '--repeats=1', '--width=0.25',
+                               '--baseline=pytorch'],
+     r'train_vs_pytorch=[\d.]+x eval_vs_pytorch=[\d.]+x eval_vs_torch_compile=[\d.]+x '
+     r'train_mfu=[\d.]+ eval_mfu=[\d.]+ train_images_per_second=[\d.]+ '
+     r'eval_images_per_second=[\d.]+ compile_seconds=[\d.]+ cached_compile_seconds=[\d.]+ '
+     r'peak_rss_gib=[\d.]+'),
 ])
 def test_benchmarks_run_and_their_forms_agree(module, args, last_line):
   # Each benchmark asserts that the forms it times give the same numbers before it reports.

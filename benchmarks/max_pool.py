@@ -1,0 +1,59 @@
+"""Two forms of the paper's overlapping max pooling (3x3 windows, stride 2), timed forward and
+forward+backward.
+
+    python -m benchmarks.max_pool [--batch=128] [--dtype=float32]
+
+Shapes are the paper net's pool1 (input 55x55x96), pool2 (27x27x256) and pool5 (13x13x256).
+The library's form (`alexnet_jax.layers.max_pool`) takes the maximum of the nine strided
+views; the alternative is `nnx.max_pool`, a `lax.reduce_window` whose gradient XLA computes
+with select_and_scatter. The last line is machine-readable: ratios > 1 mean the library's
+form is faster.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from alexnet_jax.layers import max_pool
+from benchmarks.common import parse_args, time_jitted
+
+SHAPES = {'pool1': (55, 55, 96), 'pool2': (27, 27, 256), 'pool5': (13, 13, 256)}
+
+
+def reduce_window_pool(x: jax.Array) -> jax.Array:
+  return nnx.max_pool(x, (3, 3), (2, 2), padding='VALID')
+
+
+FORMS = {'strided_views': max_pool, 'reduce_window': reduce_window_pool}
+
+
+def main() -> None:
+  args = parse_args(__doc__, batch=128, repeats=5)
+  totals = {(form, pass_): 0.0 for form in FORMS for pass_ in ('fwd', 'fwd+bwd')}
+  for layer, shape in SHAPES.items():
+    x = jax.random.normal(jax.random.key(0), (args.batch, *shape), jnp.float32)
+    x = jax.nn.relu(x).astype(args.dtype)  # post-ReLU activations, as in the network
+    cotangent = jax.random.normal(jax.random.key(1), reduce_window_pool(x).shape, x.dtype)
+    outputs = {}
+    for form, pool in FORMS.items():
+      forward = jax.jit(pool)
+      backward = jax.jit(jax.grad(
+          lambda x, pool=pool: jnp.vdot(pool(x), cotangent).astype(jnp.float32)))
+      outputs[form] = np.asarray(forward(x), np.float32)
+      for pass_, fn in (('fwd', forward), ('fwd+bwd', backward)):
+        seconds = time_jitted(fn, x, repeats=args.repeats)
+        totals[form, pass_] += seconds
+        print(f'{layer} {shape} {form:>14} {pass_:>8}: {seconds * 1e3:9.2f} ms')
+    np.testing.assert_array_equal(outputs['strided_views'], outputs['reduce_window'])
+
+  ratios = {pass_: totals['reduce_window', pass_] / totals['strided_views', pass_]
+            for pass_ in ('fwd', 'fwd+bwd')}
+  print(f'strided_vs_reduce_window_fwd={ratios["fwd"]:.2f}x '
+        f'strided_vs_reduce_window_fwd_bwd={ratios["fwd+bwd"]:.2f}x')
+
+
+if __name__ == '__main__':
+  main()
