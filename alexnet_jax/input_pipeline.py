@@ -100,10 +100,9 @@ def train_dataset(source: Source, split: str, *, batch_size: int, image_size: in
   def preprocess(position, example):
     crop_seed, flip_seed, lighting_seed = tf.unstack(tf.random.experimental.stateless_split(
         preprocessing.example_seed(stream_seed, position), 3))
-    image = preprocessing.square_image(example['image'], resize_size, fast_decode)
-    offset = preprocessing.random_offset(image, image_size, crop_seed)
-    image, flipped = preprocessing.random_flip(
-        preprocessing.crop(image, offset, image_size), flip_seed)
+    image, offset = preprocessing.random_crop_view(example['image'], resize_size, image_size,
+                                                   crop_seed, fast_decode)
+    image, flipped = preprocessing.random_flip(image, flip_seed)
     if use_lighting:
       rgb_offset = preprocessing.pca_lighting(lighting_seed, eigenvalues, eigenvectors,
                                               lighting_std) * 255.0

@@ -21,7 +21,7 @@ from alexnet_jax.errors import DataError
 from alexnet_jax.files import npz_bytes, write_atomically
 
 MEAN_MODES = ('per_pixel', 'per_channel', 'none')
-_FORMAT = 1  # bump when the cache's content changes meaning
+_FORMAT = 2  # bump when the cache's content changes meaning (2: area-averaged shrinking)
 
 
 @dataclasses.dataclass(frozen=True)

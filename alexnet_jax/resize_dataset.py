@@ -43,7 +43,7 @@ from alexnet_jax.sources import FolderSource, Source, TfdsSource, open_source
 from alexnet_jax.tensorflow_cpu import tf
 
 RECORD_FILE = 'conversion.json'
-_FORMAT = 1  # bump when the record or the shards change meaning
+_FORMAT = 2  # bump when the record or the shards change meaning (2: area-averaged shrinking)
 # Not a name TFDS's shard template matches, so a killed run's partial shard is never read.
 _TEMP_PREFIX = '.incomplete-'
 

@@ -135,7 +135,8 @@ def take(batches, count):
 
 def test_training_views_are_crops_of_the_right_images(tf, source):
   """Each training image is the crop at its offset of its own example's square, mirrored when
-  flagged: found by searching the split, since the stream is shuffled."""
+  flagged, up to resampling (`random_crop_view`): found by searching the split for the
+  closest crop, since the stream is shuffled."""
   from alexnet_jax import input_pipeline
   squares, labels = square_images(tf, source, 'train')
   batches = input_pipeline.train_batches(source, 'train', **train_kwargs())
@@ -143,10 +144,12 @@ def test_training_views_are_crops_of_the_right_images(tf, source):
     for image, label, (y, x), flipped in zip(batch['image'], batch['label'],
                                              batch['crop_offset'], batch['flipped']):
       assert 0 <= y <= RESIZE - CROP and 0 <= x <= RESIZE - CROP
-      unmirrored = image[:, ::-1] if flipped else image
-      matches = [i for i, sq in enumerate(squares) if sq is not None
-                 and np.array_equal(sq[y:y + CROP, x:x + CROP], unmirrored)]
-      assert len(matches) == 1 and labels[matches[0]] == label
+      unmirrored = (image[:, ::-1] if flipped else image).astype(int)
+      distances = sorted((np.abs(sq[y:y + CROP, x:x + CROP] - unmirrored).mean(), i)
+                         for i, sq in enumerate(squares) if sq is not None)
+      (nearest, index), (second, _) = distances[:2]
+      assert nearest < 3 and second > 4 * nearest, distances[:2]
+      assert labels[index] == label
   # One pass of 14 files holds one corrupt one; 24 positions span one or two of them.
   assert batches.skipped in (1, 2)
 
@@ -266,7 +269,6 @@ def test_device_normalize_subtracts_the_mean_crop_as_the_paper_orders(tf, source
   from alexnet_jax import device_input, input_pipeline
   rng = np.random.default_rng(1)
   mean_image = rng.uniform(0, 255, (RESIZE, RESIZE, 3)).astype(np.float32)
-  squares, _ = square_images(tf, source, 'train')
   batch = next(input_pipeline.train_batches(source, 'train', **train_kwargs(batch_size=8)))
   lighting = rng.normal(0, 5, (8, 3)).astype(np.float32)
   got = device_input.normalize(jnp.asarray(batch['image']), jnp.asarray(batch['crop_offset']),
@@ -274,9 +276,7 @@ def test_device_normalize_subtracts_the_mean_crop_as_the_paper_orders(tf, source
                                jnp.asarray(lighting))
   for row, ((y, x), flipped) in enumerate(zip(batch['crop_offset'], batch['flipped'])):
     image = batch['image'][row][:, ::-1] if flipped else batch['image'][row]
-    square = next(s for s in squares if s is not None
-                  and np.array_equal(s[y:y + CROP, x:x + CROP], image))
-    want = (square.astype(np.float32) - mean_image)[y:y + CROP, x:x + CROP] + lighting[row]
+    want = (image.astype(np.float32) - mean_image[y:y + CROP, x:x + CROP]) + lighting[row]
     np.testing.assert_allclose(got[row], want[:, ::-1] if flipped else want, rtol=1e-6)
 
 
