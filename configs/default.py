@@ -2,10 +2,10 @@
 
     python train.py --config=configs/default.py --workdir=/tmp/alexnet_shapes
 
-Hardware: 2 CPU cores (no accelerator): 2m32s measured, plus about 10 s the first time to
+Hardware: 2 CPU cores (no accelerator): 2m21s measured, plus about 10 s the first time to
 build `shapes` (3,000 training and 600 validation JPEGs, 6 classes).
 
-Expected result: top-1 error 21.5% with the centre crop, 19% with 10 crops
+Expected result: top-1 error 22.7% with the centre crop, 18.5% with 10 crops
 (python -m alexnet_jax.evaluate --workdir=...); chance is 83.3%. README "Results" has the
 curve.
 

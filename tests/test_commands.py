@@ -38,8 +38,10 @@ def test_train_py_rejects_a_bad_variant_before_reading_data(tmp_path):
 @pytest.mark.parametrize('module,args,last_line', [
     ('benchmarks.lrn', ['--batch=2', '--repeats=1'],
      r'banded_vs_reduce_window_fwd=[\d.]+x banded_vs_reduce_window_fwd_bwd=[\d.]+x'),
-    ('benchmarks.grouped_conv', ['--batch=1', '--repeats=1'],
-     r'grouped_layers_split_vs_xla=[\d.]+x model_split_vs_xla=[\d.]+x'),
+    # Slow (20 s: the full net compiled twice); test_model checks the two forms agree.
+    pytest.param('benchmarks.grouped_conv', ['--batch=1', '--repeats=1'],
+                 r'grouped_layers_split_vs_xla=[\d.]+x model_split_vs_xla=[\d.]+x',
+                 marks=pytest.mark.slow),
     ('benchmarks.conv_grad', ['--batch=1', '--repeats=1'], r'matmul_vs_xla_kernel_grad=[\d.]+x'),
     ('benchmarks.max_pool', ['--batch=2', '--repeats=1'],
      r'strided_vs_reduce_window_fwd=[\d.]+x strided_vs_reduce_window_fwd_bwd=[\d.]+x'),

@@ -53,7 +53,7 @@ def check_first_update():
     return optax.softmax_cross_entropy_with_integer_labels(logits, batch['label']).mean()
 
   params0 = jax.device_get(state.params)
-  expected_loss, grads = jax.value_and_grad(loss)(state.params)
+  expected_loss, grads = jax.jit(jax.value_and_grad(loss))(state.params)
   grads = jax.device_get(grads)
   state, metrics = step(state, batch)  # donates the old state
   assert int(state.step) == 1
