@@ -175,7 +175,6 @@ def _conv_backward(strides, padding, precision, residuals, grad_out):
     return vjp(grad_out)
 
   def cpu_grads(x, kernel, grad_out):
-    # XLA drops the input gradient where nothing uses it (conv1's).
     grad_x = jax.vjp(lambda x: jax.lax.conv_general_dilated(
         x, kernel, strides, padding, dimension_numbers=_NHWC, precision=precision), x)[1](
             grad_out)[0]

@@ -6,6 +6,8 @@ import argparse
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 from benchmarks.measure import median_seconds
 
@@ -16,6 +18,27 @@ def time_jitted(fn: Callable, *args, repeats: int = 5, warmup: int = 1) -> float
   The warm-up calls compile and are not timed.
   """
   return median_seconds(lambda: jax.block_until_ready(fn(*args)), repeats, warmup)
+
+
+def time_forms(layer: str, forms: dict[str, Callable], x: jax.Array, cotangent: jax.Array,
+               repeats: int) -> tuple[dict[str, np.ndarray], dict[tuple[str, str], float]]:
+  """Times each form of one layer forward ('fwd') and forward+backward ('fwd+bwd'), printing
+  each; returns every form's output (float32, for the caller to compare) and the seconds.
+
+  The backward pass is the gradient of <form(x), cotangent>, i.e. the form's backward pass
+  for that cotangent.
+  """
+  outputs, seconds = {}, {}
+  for form, fn in forms.items():
+    forward = jax.jit(fn)
+    backward = jax.jit(jax.grad(
+        lambda x, fn=fn: jnp.vdot(fn(x), cotangent).astype(jnp.float32)))
+    outputs[form] = np.asarray(forward(x), np.float32)
+    for pass_, step in (('fwd', forward), ('fwd+bwd', backward)):
+      seconds[form, pass_] = time_jitted(step, x, repeats=repeats)
+      print(f'{layer} {tuple(x.shape[1:])} {form:>14} {pass_:>8}: '
+            f'{seconds[form, pass_] * 1e3:9.2f} ms')
+  return outputs, seconds
 
 
 def describe_device() -> str:

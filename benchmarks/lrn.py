@@ -10,12 +10,14 @@ matrix. The last line is machine-readable: ratios > 1 would mean the band matrix
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from alexnet_jax.layers import local_response_norm
-from benchmarks.common import parse_args, time_jitted
+from benchmarks.common import parse_args, time_forms
 
 SHAPES = {'lrn1': (55, 55, 96), 'lrn2': (27, 27, 256)}
 
@@ -47,17 +49,11 @@ def main() -> None:
     x = jax.random.normal(jax.random.key(0), (args.batch, *shape), jnp.float32)
     x = jax.nn.relu(x * 10).astype(args.dtype)  # post-ReLU activations, as in the network
     cotangent = jax.random.normal(jax.random.key(1), x.shape, x.dtype)
-    outputs = {}
-    for form, lrn in FORMS.items():
-      forward = jax.jit(lambda x, lrn=lrn: lrn(x, groups=2))
-      # The gradient of <lrn(x), cotangent> is the backward pass of lrn for that cotangent.
-      backward = jax.jit(jax.grad(
-          lambda x, lrn=lrn: jnp.vdot(lrn(x, groups=2), cotangent).astype(jnp.float32)))
-      outputs[form] = np.asarray(forward(x), np.float32)
-      for pass_, fn in (('fwd', forward), ('fwd+bwd', backward)):
-        seconds = time_jitted(fn, x, repeats=args.repeats)
-        totals[form, pass_] += seconds
-        print(f'{layer} {shape} {form:>14} {pass_:>8}: {seconds * 1e3:9.2f} ms')
+    outputs, seconds = time_forms(
+        layer, {form: functools.partial(lrn, groups=2) for form, lrn in FORMS.items()}, x,
+        cotangent, args.repeats)
+    for key, value in seconds.items():
+      totals[key] += value
     # The two forms must agree, or the timing compares different things.
     np.testing.assert_allclose(outputs['banded_matmul'], outputs['reduce_window'],
                                rtol=1e-5 if args.dtype == 'float32' else 1e-2, atol=1e-6)

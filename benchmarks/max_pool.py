@@ -18,7 +18,7 @@ import numpy as np
 from flax import nnx
 
 from alexnet_jax.layers import max_pool
-from benchmarks.common import parse_args, time_jitted
+from benchmarks.common import parse_args, time_forms
 
 SHAPES = {'pool1': (55, 55, 96), 'pool2': (27, 27, 256), 'pool5': (13, 13, 256)}
 
@@ -37,16 +37,9 @@ def main() -> None:
     x = jax.random.normal(jax.random.key(0), (args.batch, *shape), jnp.float32)
     x = jax.nn.relu(x).astype(args.dtype)  # post-ReLU activations, as in the network
     cotangent = jax.random.normal(jax.random.key(1), reduce_window_pool(x).shape, x.dtype)
-    outputs = {}
-    for form, pool in FORMS.items():
-      forward = jax.jit(pool)
-      backward = jax.jit(jax.grad(
-          lambda x, pool=pool: jnp.vdot(pool(x), cotangent).astype(jnp.float32)))
-      outputs[form] = np.asarray(forward(x), np.float32)
-      for pass_, fn in (('fwd', forward), ('fwd+bwd', backward)):
-        seconds = time_jitted(fn, x, repeats=args.repeats)
-        totals[form, pass_] += seconds
-        print(f'{layer} {shape} {form:>14} {pass_:>8}: {seconds * 1e3:9.2f} ms')
+    outputs, seconds = time_forms(layer, FORMS, x, cotangent, args.repeats)
+    for key, value in seconds.items():
+      totals[key] += value
     np.testing.assert_array_equal(outputs['strided_views'], outputs['reduce_window'])
 
   ratios = {pass_: totals['reduce_window', pass_] / totals['strided_views', pass_]

@@ -30,6 +30,7 @@ train_images_per_second=35.1 eval_images_per_second=120.4` (the ratios only wher
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -82,7 +83,7 @@ def layer_arrays(params) -> dict[str, dict[str, np.ndarray]]:
   `benchmarks.pytorch_alexnet.TorchAlexNet.from_arrays` takes."""
   return {layer: {name: np.asarray(params[layer][name].get_value())
                   for name in ('kernel', 'bias')}
-          for layer in ('conv1', 'conv2', 'conv3', 'conv4', 'conv5', 'fc6', 'fc7', 'fc8')}
+          for layer in params}  # conv1 ... fc8: the layers with parameters
 
 
 def pytorch_baseline(batch: dict, params, repeats: int) -> dict | None:
@@ -102,11 +103,7 @@ def pytorch_baseline(batch: dict, params, repeats: int) -> dict | None:
 
 
 def torch_available() -> bool:
-  try:
-    import torch  # pylint: disable=unused-import
-  except ImportError:
-    return False
-  return True
+  return importlib.util.find_spec('torch') is not None
 
 
 def main() -> None:

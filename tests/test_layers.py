@@ -1,5 +1,7 @@
 """Local response normalisation and grouped convolution against independent references."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -164,3 +166,25 @@ def test_max_pool_tied_inputs_share_the_gradient():
 def test_max_pool_too_small_input():
   with pytest.raises(ValueError, match='smaller than the 3x3 window'):
     max_pool(jnp.zeros((1, 2, 5, 1)))
+
+
+@pytest.mark.parametrize('kernel,stride,padding,groups', [
+    (3, 1, 1, 1), (3, 1, 1, 2), (3, 2, 0, 2), (2, 1, 0, 1),  # the CPU's matmul kernel gradient
+    (5, 1, 2, 2),  # XLA's own gradient (a window above 3x3)
+])
+def test_split_group_conv_gradients_equal_xla_grouped_conv(kernel, stride, padding, groups):
+  rng = np.random.default_rng(kernel + stride + groups)
+  x = jnp.asarray(rng.standard_normal((2, 9, 8, 4)), jnp.float32)
+  w = jnp.asarray(rng.standard_normal((kernel, kernel, 4 // groups, 6)), jnp.float32)
+  pads = ((padding, padding),) * 2
+  dimensions = ('NHWC', 'HWIO', 'NHWC')
+
+  def loss(conv, x, w):
+    y = conv(x, w, (stride, stride), pads, feature_group_count=groups,
+             dimension_numbers=dimensions)
+    return jnp.sum(jnp.sin(y))  # a cotangent that varies over the output
+
+  ours = jax.grad(functools.partial(loss, split_group_conv), (0, 1))(x, w)
+  xla = jax.grad(functools.partial(loss, jax.lax.conv_general_dilated), (0, 1))(x, w)
+  for got, want in zip(ours, xla):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(jnp.abs(want).max()))

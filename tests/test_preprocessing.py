@@ -568,7 +568,7 @@ def crop_view_and_square_crop(tf, pp, image_bytes, seed, resize=256, size=227, f
 @pytest.mark.parametrize('image_format', ['JPEG', 'PNG'])
 def test_random_crop_view_of_a_converted_square_is_its_exact_crop(tf, pp, image_format):
   image_bytes = encode(noise((256, 256, 3)), image_format, quality=95)
-  for seed in ([0, 1], [5, 9], [7, 7]):
+  for seed in ([0, 1], [5, 9]):
     view, want, _, _ = crop_view_and_square_crop(tf, pp, image_bytes, np.array(seed, np.int64))
     np.testing.assert_array_equal(view, want)
 
@@ -582,7 +582,7 @@ def test_random_crop_view_is_the_square_crop_up_to_resampling(tf, pp, height, wi
   """Decoding and resizing only the crop's window gives the crop of the resized square, up to
   the window's placement to the nearest source pixel and the filter at its edges."""
   image_bytes = encode(smooth(height, width), image_format, quality=95)
-  for seed in range(3):
+  for seed in range(2):
     view, want, square, (y, x) = crop_view_and_square_crop(
         tf, pp, image_bytes, np.array([seed, 3], np.int64), fast=fast)
     assert view.shape == (227, 227, 3) and view.dtype == np.uint8

@@ -228,6 +228,11 @@ def test_eight_devices_give_the_parameters_of_one(tf, shapes_data_dir, tmp_path)
   assert any(not np.array_equal(a[name], b[name]) for name in a)  # really another program
 
 
+# Slow (75 s: three two-process runs): it pushed .ci/run past 10 minutes. The two-process
+# paths stay in .ci/run through test_multihost.py (sharded data, global batches) and
+# test_reliability.py's lost-peer tests; single-process SIGTERM resume through the reliability
+# chain test.
+@pytest.mark.slow
 def test_two_processes_stop_on_sigterm_and_resume_exactly(tf, shapes_data_dir, tmp_path):
   """Two JAX processes on localhost (gloo collectives), each reading its half of the data.
   SIGTERM to one of them (a preempted host): both save at the same step and exit cleanly;
