@@ -217,10 +217,15 @@ def test_eight_devices_give_the_parameters_of_one(tf, shapes_data_dir, tmp_path)
   config = tiny_config(shapes_data_dir, num_train_steps=6)
   one, eight = tmp_path / 'one', tmp_path / 'eight'
   train_and_evaluate(config, str(one))
-  result = run_cli(['train.py', f'--workdir={eight}', *config_flags(config)],
+  cache = tmp_path / 'xla_cache'  # its own: an 8-device program is compiled nowhere else
+  result = run_cli(['train.py', f'--workdir={eight}', *config_flags(config),
+                    f'--config.compilation_cache_dir={cache}'],
                    env={'XLA_FLAGS': '--xla_force_host_platform_device_count=8'})
   assert result.returncode == 0, result.stderr[-3000:]
   assert 'on 8 devices in 1 processes' in result.stderr
+  # The persistent compilation cache holds the compiled steps for the next run.
+  assert f'Compiled steps are cached in {cache}.' in result.stderr
+  assert len(list(cache.iterdir())) >= 2  # at least the train and eval steps
   (step_a, a), (step_b, b) = final_params(one), final_params(eight)
   assert step_a == step_b == 6
   for name in a:
