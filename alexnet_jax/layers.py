@@ -194,12 +194,17 @@ def weight_grad_by_matmuls(x, grad_out, window, strides, padding):
   x = jnp.pad(x, ((0, 0), *padding, (0, 0)))
   out_height, out_width, out_channels = grad_out.shape[1:]
   rows = grad_out.reshape(-1, out_channels)
-  grads = [
-      jnp.dot(x[:, i:i + strides[0] * (out_height - 1) + 1:strides[0],
-                j:j + strides[1] * (out_width - 1) + 1:strides[1]].reshape(-1, x.shape[-1]).T,
-              rows)
-      for i in range(window[0]) for j in range(window[1])]
+  grads = [jnp.dot(_strided_view(x, i, j, out_height, out_width, strides)
+                   .reshape(-1, x.shape[-1]).T, rows)
+           for i in range(window[0]) for j in range(window[1])]
   return jnp.stack(grads).reshape(*window, x.shape[-1], out_channels)
+
+
+def _strided_view(x, i, j, out_height, out_width, strides):
+  """x[..., i + strides[0] * r, j + strides[1] * c, :] for every output row r and column c:
+  the pixels of NHWC `x` that window (or kernel) position (i, j) meets."""
+  return x[..., i:i + strides[0] * (out_height - 1) + 1:strides[0],
+           j:j + strides[1] * (out_width - 1) + 1:strides[1], :]
 
 
 def max_pool(x: jax.Array, window: int = 3, stride: int = 2) -> jax.Array:
@@ -219,7 +224,6 @@ def max_pool(x: jax.Array, window: int = 3, stride: int = 2) -> jax.Array:
   if out_height < 1 or out_width < 1:
     raise ValueError(f'max_pool: a {height}x{width} input is smaller than the {window}x{window} '
                      'window.')
-  views = (x[..., i:i + stride * (out_height - 1) + 1:stride,
-             j:j + stride * (out_width - 1) + 1:stride, :]
+  views = (_strided_view(x, i, j, out_height, out_width, (stride, stride))
            for i in range(window) for j in range(window))
   return functools.reduce(jnp.maximum, views)

@@ -24,7 +24,8 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from alexnet_jax import compilation_cache, config_checks, device_input, distributed, faults, optim, train_step
+from alexnet_jax import (compilation_cache, config_checks, device_input, distributed, faults,
+                         optim, train_step)
 from alexnet_jax.checkpoints import BEST_METRIC, Checkpoints
 from alexnet_jax.errors import ConfigError, DataError
 from alexnet_jax.files import npz_bytes, write_atomically

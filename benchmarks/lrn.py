@@ -10,6 +10,7 @@ matrix. The last line is machine-readable: ratios > 1 would mean the band matrix
 
 from __future__ import annotations
 
+import collections
 import functools
 
 import jax
@@ -44,7 +45,7 @@ FORMS = {'reduce_window': local_response_norm, 'banded_matmul': banded_matmul_lr
 def main() -> None:
   args = parse_args(__doc__, batch=128, repeats=5)
 
-  totals = {(form, pass_): 0.0 for form in FORMS for pass_ in ('fwd', 'fwd+bwd')}
+  totals = collections.Counter()  # seconds per (form, pass), summed over the layers
   for layer, shape in SHAPES.items():
     x = jax.random.normal(jax.random.key(0), (args.batch, *shape), jnp.float32)
     x = jax.nn.relu(x * 10).astype(args.dtype)  # post-ReLU activations, as in the network
@@ -52,8 +53,7 @@ def main() -> None:
     outputs, seconds = time_forms(
         layer, {form: functools.partial(lrn, groups=2) for form, lrn in FORMS.items()}, x,
         cotangent, args.repeats)
-    for key, value in seconds.items():
-      totals[key] += value
+    totals.update(seconds)
     # The two forms must agree, or the timing compares different things.
     np.testing.assert_allclose(outputs['banded_matmul'], outputs['reduce_window'],
                                rtol=1e-5 if args.dtype == 'float32' else 1e-2, atol=1e-6)

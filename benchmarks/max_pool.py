@@ -12,6 +12,7 @@ form is faster.
 
 from __future__ import annotations
 
+import collections
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -32,14 +33,13 @@ FORMS = {'strided_views': max_pool, 'reduce_window': reduce_window_pool}
 
 def main() -> None:
   args = parse_args(__doc__, batch=128, repeats=5)
-  totals = {(form, pass_): 0.0 for form in FORMS for pass_ in ('fwd', 'fwd+bwd')}
+  totals = collections.Counter()  # seconds per (form, pass), summed over the layers
   for layer, shape in SHAPES.items():
     x = jax.random.normal(jax.random.key(0), (args.batch, *shape), jnp.float32)
     x = jax.nn.relu(x).astype(args.dtype)  # post-ReLU activations, as in the network
     cotangent = jax.random.normal(jax.random.key(1), reduce_window_pool(x).shape, x.dtype)
     outputs, seconds = time_forms(layer, FORMS, x, cotangent, args.repeats)
-    for key, value in seconds.items():
-      totals[key] += value
+    totals.update(seconds)
     np.testing.assert_array_equal(outputs['strided_views'], outputs['reduce_window'])
 
   ratios = {pass_: totals['reduce_window', pass_] / totals['strided_views', pass_]
