@@ -328,6 +328,24 @@ def test_missing_imagenet_tars_are_named_with_their_directory(tf, tmp_path):
   assert '(missing: ILSVRC2012_img_train.tar)' in message and '--config.manual_dir' in message
 
 
+def test_tfds_preparation_is_told_the_split_sizes_for_its_progress_bars(tf, tmp_path,
+                                                                         shapes_data_dir):
+  """Offline, TFDS learns a split's size only by writing it: without the sizes its progress
+  bars count examples with no ETA."""
+  import tensorflow_datasets as tfds
+  from alexnet_jax import sources
+  sizes = lambda builder: {name: split.num_examples for name, split in builder.info.splits.items()}  # noqa: E731
+  imagenet = tfds.builder('imagenet2012', data_dir=str(tmp_path))
+  assert sizes(imagenet) == {}
+  sources.announce_split_sizes(imagenet)
+  assert sizes(imagenet) == {'train': 1_281_167, 'validation': 50_000}
+  # The sizes announced for `shapes` are those its builder writes.
+  shapes = tfds.builder('shapes', data_dir=str(tmp_path))
+  sources.announce_split_sizes(shapes)
+  prepared = sources.open_source('shapes', data_dir=shapes_data_dir)
+  assert sizes(shapes) == {split: prepared.num_examples(split) for split in ('train', 'validation')}
+
+
 def test_unknown_split_lists_the_splits(source):
   with pytest.raises(ValueError, match=r"no split 'test'; its splits are \['train', 'validation'\]"):
     source.num_examples('test')
