@@ -276,11 +276,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         finite = [m for m in fetched if np.isfinite(m['loss'])] or fetched
         logged = {'loss': float(np.mean([m['loss'] for m in finite])),
                   'top1': float(np.mean([m['top1'] for m in finite])),
+                  'top5': float(np.mean([m['top5'] for m in finite])),
                   'learning_rate': float(fetched[-1]['learning_rate']),
                   'images_per_second': images_per_second}
         writer.write_scalars(step, logged)
-        logging.info('step %d/%d: loss %.4f, train top-1 error %.2f%%, lr %.5g, %.1f images/s, '
-                     '%s left.', step, total_steps, logged['loss'], 100 * (1 - logged['top1']),
+        logging.info('step %d/%d: loss %.4f, train top-1 error %.2f%%, top-5 error %.2f%%, '
+                     'lr %.5g, %.1f images/s, %s left.', step, total_steps, logged['loss'],
+                     100 * (1 - logged['top1']), 100 * (1 - logged['top5']),
                      logged['learning_rate'], images_per_second, _duration(left))
         pending, interval_start = [], time.time()
       if step % eval_every == 0 or step == total_steps:

@@ -64,10 +64,21 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec())
 
 
+def start_state(params: nnx.State, optimizer: optax.GradientTransformation) -> TrainState:
+  """Step 0's train state around `params`: zero velocity, fresh plateau bookkeeping."""
+  return TrainState(step=jnp.array(0, jnp.int32), params=params,
+                    opt_state=optimizer.init(params), plateau=optim.Plateau.start(),
+                    nonfinite_steps=jnp.array(0, jnp.int32))
+
+
 def init(build_model: Callable[[nnx.Rngs], AlexNet], optimizer: optax.GradientTransformation,
-         seed: int, mesh: Mesh) -> tuple[Network, TrainState]:
+         seed: int, mesh: Mesh, *, shapes_only: bool = False) -> tuple[Network, TrainState]:
   """The network and its first train state, initialised from `seed` inside jit, so that every
-  process makes the same replicated arrays without copying them between hosts."""
+  process makes the same replicated arrays without copying them between hosts.
+
+  `shapes_only`: the state as jax.ShapeDtypeStructs (shapes, dtypes, shardings), for a
+  checkpoint to be restored into, without drawing 61M random weights first.
+  """
   abstract = nnx.eval_shape(lambda: build_model(nnx.Rngs(seed)))
   abstract.train()
   train_graph = nnx.graphdef(abstract)
@@ -77,12 +88,16 @@ def init(build_model: Callable[[nnx.Rngs], AlexNet], optimizer: optax.GradientTr
   def create():
     model = build_model(nnx.Rngs(seed))
     _, params, other_state = nnx.split(model, nnx.Param, ...)
-    state = TrainState(step=jnp.array(0, jnp.int32), params=params,
-                       opt_state=optimizer.init(params), plateau=optim.Plateau.start(),
-                       nonfinite_steps=jnp.array(0, jnp.int32))
-    return state, other_state
+    return start_state(params, optimizer), other_state
 
-  state, other_state = jax.jit(create, out_shardings=replicated(mesh))()
+  sharding = replicated(mesh)
+  if shapes_only:
+    # XLA drops the unused weight initialisation from this program.
+    other_state = jax.jit(lambda: create()[1], out_shardings=sharding)()
+    state = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding),
+                         jax.eval_shape(create)[0])
+  else:
+    state, other_state = jax.jit(create, out_shardings=sharding)()
   return Network(train_graph, eval_graph, other_state), state
 
 
@@ -129,7 +144,9 @@ def make_train_step(network: Network, optimizer: optax.GradientTransformationExt
     params, opt_state = keep_if_finite(
         finite, (optax.apply_updates(state.params, updates), opt_state),
         (state.params, state.opt_state))
-    metrics = {'loss': loss, 'top1': jnp.mean(jnp.argmax(logits, -1) == labels),
+    ranked = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
+    metrics = {'loss': loss, 'top1': jnp.mean(ranked[:, 0] == labels),
+               'top5': jnp.mean(jnp.any(ranked == labels[:, None], -1)),
                'learning_rate': lr, 'finite': finite}
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                          nonfinite_steps=state.nonfinite_steps + (~finite).astype(jnp.int32)

@@ -87,7 +87,7 @@ def test_loss_falls_and_every_value_is_logged(trained_workdir):
   last = np.mean([m['loss'] for m in train[-3:]])
   assert last < first - 0.1, (first, last)
   for m in train:
-    assert set(m) == {'step', 'loss', 'top1', 'learning_rate', 'images_per_second'}
+    assert set(m) == {'step', 'loss', 'top1', 'top5', 'learning_rate', 'images_per_second'}
     assert m['learning_rate'] == pytest.approx(0.01)
   evaluation = [m for m in metrics if 'eval_top1' in m]
   assert len(evaluation) == 1 and evaluation[0]['step'] == 40
@@ -116,7 +116,7 @@ def test_tensorboard_events_hold_the_logged_scalars_and_the_kernel_image(tf, tra
       event = event_pb2.Event.FromString(record.numpy())
       for value in event.summary.value:
         tags.setdefault(value.tag, []).append((event.step, value.metadata.plugin_data.plugin_name))
-  assert tags['loss'][-1] == (40, 'scalars')
+  assert tags['loss'][-1] == tags['top5'][-1] == (40, 'scalars')
   assert tags['eval_top1'] == [(40, 'scalars')]
   assert tags['conv1_kernels'] == [(40, 'images')]
 

@@ -45,19 +45,27 @@ def test_train_step_applies_the_paper_update_to_the_gradient_of_the_loss():
 
 def check_first_update():
   mesh, network, state, preprocess, step = setup()
-  batch = device_input.global_batch(synthetic_batch(np.random.default_rng(1)), mesh)
+  batch = device_input.global_batch(synthetic_batch(np.random.default_rng(8)), mesh)
 
   def loss(params):
     images = preprocess(batch, lighting=True)
     logits = network.model(params, train=True)(images)
-    return optax.softmax_cross_entropy_with_integer_labels(logits, batch['label']).mean()
+    return (optax.softmax_cross_entropy_with_integer_labels(logits, batch['label']).mean(),
+            logits)
 
   params0 = jax.device_get(state.params)
-  expected_loss, grads = jax.jit(jax.value_and_grad(loss))(state.params)
+  (expected_loss, logits), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(
+      state.params)
   grads = jax.device_get(grads)
+  labels = np.asarray(batch['label'])
+  ranked = np.argsort(-np.asarray(logits), axis=1, kind='stable')
+  top1 = np.mean(ranked[:, 0] == labels)
+  top5 = np.mean((ranked[:, :5] == labels[:, None]).any(1))
+  assert 0 < top1 < top5 < 1  # a batch on which top-1, top-5 and all classes differ
   state, metrics = step(state, batch)  # donates the old state
   assert int(state.step) == 1
   assert float(metrics['loss']) == pytest.approx(float(expected_loss), rel=1e-6)
+  assert (float(metrics['top1']), float(metrics['top5'])) == (top1, top5)
   assert float(metrics['learning_rate']) == pytest.approx(LR)
   # First step from zero velocity: w1 = w0 + v1 = w0 - lr (wd w0 + g).
   expected = jax.tree.map(lambda w, g: w - LR * (WD * w + g), params0, grads)
