@@ -61,7 +61,8 @@ def load(workdir: str, step: int | str | None = None) -> TrainedModel:
     mesh = distributed.data_mesh()
     optimizer = optim.paper_sgd(config.momentum, config.weight_decay)
     network, state = train_step.init(
-        lambda rngs: build_model(config, len(class_names), rngs), optimizer, config.seed, mesh)
+        lambda rngs: build_model(config, len(class_names), rngs), optimizer, config.seed, mesh,
+        shapes_only=True)
     state, _ = checkpoints.restore(step, state, model_identity(config, len(class_names)))
   finally:
     checkpoints.close()
