@@ -11,7 +11,7 @@ pytest.importorskip('ml_collections')  # absent on accelerator machines with onl
 from alexnet_jax import config_checks  # noqa: E402
 from alexnet_jax.config_checks import ConfigError  # noqa: E402
 
-CONFIGS = ('default', 'imagenet', 'imagenette')
+CONFIGS = ('default', 'imagenet', 'imagenette', 'torchvision')
 
 
 @pytest.mark.parametrize('name', CONFIGS)

@@ -1,0 +1,232 @@
+"""torchvision's pretrained AlexNet as a workdir that `evaluate` and `predict` read unchanged.
+
+    python -m alexnet_jax.convert_torchvision alexnet-owt-7be5be79.pth --workdir=DIR \\
+        [--config=configs/torchvision.py] [--config.data_dir=...]
+    python -m alexnet_jax.evaluate --workdir=DIR
+    python -m alexnet_jax.predict --workdir=DIR IMAGE
+
+The .pth is the state dict that torchvision.models.alexnet(weights='IMAGENET1K_V1') loads
+(https://download.pytorch.org/models/alexnet-owt-7be5be79.pth). DIR then holds what a run of
+configs/torchvision.py would leave there: config.json (the --config, so that evaluate finds
+the data where its --config.data_dir says), normalization.npz (torchvision's per-channel mean
+and standard deviation; the 1000 imagenet2012 class names, in the order torchvision's
+outputs follow) and checkpoint 0 of the `torchvision` variant holding the weights. Reading
+the .pth needs torch (its CPU build is enough); torchvision itself is not needed. Run it from
+the repository root, as train.py: --config is a path there. The workdir it writes is then
+self-contained, for evaluate and predict run anywhere.
+
+Layouts: a conv weight (out, in, kh, kw) becomes a kernel (kh, kw, in, out), a linear weight
+(out, in) becomes (in, out). torchvision flattens pool5 as (c, h, w) and this project as
+(h, w, c), so fc6's input rows are permuted. torchvision's AdaptiveAvgPool2d((6, 6)) is the
+identity on the 6x6 pool5 of a 224 input, hence a checkpoint of image size 224 only.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import jax
+import ml_collections
+import numpy as np
+from absl import app, flags
+from flax import nnx
+from ml_collections import config_flags
+
+from alexnet_jax import config_checks, distributed, optim, train_step
+from alexnet_jax.checkpoints import Checkpoints, quiet_library_logs
+from alexnet_jax.errors import (ConfigError, MissingDataError, ModelMismatchError, UserError,
+                                exit_on_user_error)
+from alexnet_jax.files import npz_bytes, write_atomically
+from alexnet_jax.train import NORMALIZATION_FILE, build_model, model_identity
+
+FLAGS = flags.FLAGS
+
+# Each layer's module in torchvision's AlexNet: features and classifier are nn.Sequentials
+# whose ReLU, pooling and dropout entries have no parameters.
+TORCHVISION_LAYERS = {
+    'conv1': 'features.0', 'conv2': 'features.3', 'conv3': 'features.6', 'conv4': 'features.8',
+    'conv5': 'features.10', 'fc6': 'classifier.1', 'fc7': 'classifier.4', 'fc8': 'classifier.6',
+}
+# transforms.Normalize(mean, std) of torchvision's ImageNet weights, on pixels scaled to 0..1.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGE_SIZE = 224  # where the AdaptiveAvgPool2d((6, 6)) this project leaves out is the identity
+
+
+def torch_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+  """A kernel's shape in PyTorch's layout: (kh, kw, in, out) -> (out, in, kh, kw), and
+  (in, out) -> (out, in)."""
+  return (shape[-1], shape[-2], *shape[:-2])
+
+
+def from_torch_layout(weight: np.ndarray) -> np.ndarray:
+  """The inverse of `torch_shape`'s permutation, on the array."""
+  return weight.transpose(*range(2, weight.ndim), 1, 0)
+
+
+def read_state_dict(path: str) -> dict[str, object]:
+  """The .pth's state dict, tensors as float32 numpy arrays."""
+  if not os.path.isfile(path):
+    raise MissingDataError(f'{path} does not exist: download torchvision\'s AlexNet weights, '
+                           f'https://download.pytorch.org/models/alexnet-owt-7be5be79.pth, '
+                           f'and name the file.')
+  try:
+    import torch
+  except ImportError:
+    raise UserError('reading a .pth needs PyTorch, which is not installed: pip install torch '
+                    '(the CPU build is enough; torchvision is not needed).') from None
+  try:
+    # weights_only: a .pth is a pickle, and this refuses anything in it but tensors and
+    # plain containers.
+    state_dict = torch.load(path, map_location='cpu', weights_only=True)
+  except pickle.UnpicklingError:  # what weights_only raises for anything else, damage too
+    raise ModelMismatchError(
+        f'{path} holds something other than tensors, or it is damaged: torch.load refused it '
+        f'with weights_only=True. Convert a state dict, such as alexnet-owt-7be5be79.pth or '
+        f'what torch.save(model.state_dict(), path) writes.') from None
+  except Exception as error:  # noqa: BLE001  (torch raises several kinds for a bad file)
+    raise ModelMismatchError(f'{path} is not a file that torch.save wrote, or it is damaged '
+                             f'({type(error).__name__}: {str(error).splitlines()[0]})') from None
+  if not isinstance(state_dict, dict):
+    raise ModelMismatchError(f'{path} holds a {type(state_dict).__name__}, not a state dict '
+                             f'(what torch.save(model.state_dict(), path) writes).')
+  return {key: value.detach().float().numpy() if torch.is_tensor(value) else value
+          for key, value in state_dict.items()}
+
+
+def abstract_params(config: ml_collections.ConfigDict, num_classes: int) -> nnx.State:
+  """The shapes and structure of the parameters that `train_step.init` would make."""
+  model = nnx.eval_shape(lambda: build_model(config, num_classes, nnx.Rngs(config.seed)))
+  _, params, _ = nnx.split(model, nnx.Param, ...)
+  return params
+
+
+def convert_params(state_dict: dict[str, object], like: nnx.State, path: str) -> nnx.State:
+  """torchvision's weights as this project's parameters, structured as `like`; a
+  ModelMismatchError naming every missing, unexpected or misshapen entry if `state_dict`
+  is not torchvision's AlexNet."""
+  expected = {}
+  for layer, module in TORCHVISION_LAYERS.items():
+    expected[f'{module}.weight'] = torch_shape(like[layer]['kernel'].shape)
+    expected[f'{module}.bias'] = tuple(like[layer]['bias'].shape)
+  problems = [f'missing {key}' for key in expected if key not in state_dict]
+  problems += [f'unexpected {key}' for key in state_dict if key not in expected]
+  problems += [f'{key} is {np.shape(state_dict[key])}, not {shape}'
+               for key, shape in expected.items()
+               if key in state_dict and np.shape(state_dict[key]) != shape]
+  if problems:
+    num_classes = like['fc8']['bias'].shape[0]
+    raise ModelMismatchError(f'{path} is not the state dict of torchvision\'s AlexNet with '
+                             f'{num_classes} classes: {"; ".join(problems)}.')
+
+  # fc6 is a 6x6 convolution over pool5, which torchvision flattens as (c, h, w) and this
+  # project as (h, w, c): laid out as a conv kernel, (out, c, h, w) -> (h, w, c, out), its
+  # rows come out in this project's order.
+  channels = like['conv5']['kernel'].shape[-1]
+  rows, hidden = like['fc6']['kernel'].shape
+  side = round((rows // channels) ** 0.5)
+
+  def converted(key_path, leaf) -> np.ndarray:
+    layer, name = key_path[0].key, key_path[1].key
+    module = TORCHVISION_LAYERS[layer]
+    if name == 'bias':
+      return state_dict[f'{module}.bias']
+    weight = state_dict[f'{module}.weight']
+    if layer == 'fc6':
+      weight = weight.reshape(hidden, channels, side, side)
+    return from_torch_layout(weight).reshape(leaf.shape)
+
+  return jax.tree_util.tree_map_with_path(converted, like)
+
+
+def normalization(resize_size: int) -> dict[str, np.ndarray]:
+  """torchvision's (pixels / 255 - mean) / std as this project's (pixels - mean image) *
+  pixel scale (train_step.Preprocess)."""
+  mean = 255.0 * np.array(IMAGENET_MEAN, np.float32)
+  return {'mean_image': np.broadcast_to(mean, (resize_size, resize_size, 3)).copy(),
+          'pixel_scale': (1.0 / (255.0 * np.array(IMAGENET_STD))).astype(np.float32)}
+
+
+def imagenet_class_names() -> list[str]:
+  """imagenet2012's class names (WordNet ids such as n01440764, sorted, which is also the
+  order of torchvision's outputs), as a training run on it writes them (train.class_names).
+  From TFDS's own label file: nothing is downloaded."""
+  import tensorflow_datasets as tfds
+  return list(tfds.builder('imagenet2012').info.features['label'].names)
+
+
+def check_workdir_is_free(workdir: str) -> None:
+  taken = [name for name in ('config.json', NORMALIZATION_FILE, 'checkpoints')
+           if os.path.exists(os.path.join(workdir, name))]
+  if taken:
+    raise UserError(f'{workdir} already holds a run ({", ".join(taken)}); nothing was '
+                    f'overwritten: convert into another --workdir.')
+
+
+def check_config(config: ml_collections.ConfigDict, num_classes: int) -> None:
+  config_checks.validate(config, jax.device_count())
+  asked = (config.model.variant, config_checks.image_size(config), config.model.width)
+  if asked != ('torchvision', IMAGE_SIZE, 1.0):
+    raise ConfigError(
+        f'torchvision\'s weights are of model.variant=\'torchvision\', image_size={IMAGE_SIZE}, '
+        f'model.width=1.0, but the config asks for {asked[0]!r}, {asked[1]}, {asked[2]}: '
+        f'use --config=configs/torchvision.py.')
+  if config.num_classes not in (0, num_classes):
+    raise ConfigError(f'config.num_classes={config.num_classes}, but torchvision\'s weights '
+                      f'are of imagenet2012\'s {num_classes} classes: set it to 0 or '
+                      f'{num_classes}.')
+
+
+def convert(pth_path: str, workdir: str, config: ml_collections.ConfigDict) -> int:
+  """Writes `workdir` from torchvision's state dict in `pth_path`, as a run of `config`
+  (configs/torchvision.py, overrides allowed) would; returns the checkpoint's step."""
+  check_workdir_is_free(workdir)
+  class_names = imagenet_class_names()
+  check_config(config, len(class_names))
+  state_dict = read_state_dict(pth_path)
+  params = convert_params(state_dict, abstract_params(config, len(class_names)), pth_path)
+  optimizer = optim.paper_sgd(config.momentum, config.weight_decay)
+  state = jax.device_put(train_step.start_state(params, optimizer),
+                         train_step.replicated(distributed.data_mesh()))
+
+  os.makedirs(workdir, exist_ok=True)
+  step = 0
+  checkpoints = Checkpoints(workdir, keep=config.keep_checkpoints,
+                            keep_best=config.keep_best_checkpoints)
+  try:
+    # The record a training run's first checkpoint has (train.py's save), so that train.py
+    # can also resume from it: fine-tuning torchvision's weights.
+    checkpoints.save(step, state, {'model': model_identity(config, len(class_names)),
+                                   'positions': [0], 'skipped_images': [0], 'process_count': 1})
+    checkpoints.wait()
+  finally:
+    checkpoints.close()
+  # Last, as train.py writes them after its first restore: inference.load looks for these
+  # two first, so a conversion stopped midway is never taken for a complete one.
+  norm = normalization(config.resize_size)
+  write_atomically(os.path.join(workdir, 'config.json'), config.to_json_best_effort(indent=2))
+  write_atomically(os.path.join(workdir, NORMALIZATION_FILE), npz_bytes(
+      mean_image=norm['mean_image'], pixel_scale=norm['pixel_scale'],
+      class_names=np.array(class_names)))
+  return step
+
+
+@exit_on_user_error
+def main(argv):
+  if len(argv) != 2:
+    raise app.UsageError('Name one .pth file: torchvision\'s AlexNet state dict.')
+  quiet_library_logs()
+  step = convert(argv[1], FLAGS.workdir, FLAGS.config)
+  print(f'Wrote torchvision\'s AlexNet as checkpoint {step} of {FLAGS.workdir}. Score it with\n'
+        f'  python -m alexnet_jax.evaluate --workdir={FLAGS.workdir}\n'
+        f'(torchvision publishes 43.48% top-1 / 20.93% top-5 error, centre crop).')
+
+
+if __name__ == '__main__':
+  flags.DEFINE_string('workdir', None, 'Directory to write the converted run into.',
+                      required=True)
+  # As train.py's --config: a path from the repository root; --config.FIELD=VALUE overrides
+  # (--config.data_dir=... for where evaluate will find imagenet2012).
+  config_flags.DEFINE_config_file('config', 'configs/torchvision.py', 'Configuration file.')
+  app.run(main)
