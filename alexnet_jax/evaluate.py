@@ -36,6 +36,17 @@ def evaluate_checkpoint(workdir: str, step: int | str | None = None,
   return results
 
 
+def report(results: dict, workdir: str) -> str:
+  """`evaluate_checkpoint`'s results as lines of top-1 and top-5 error."""
+  lines = [f'checkpoint {results["step"]} of {workdir}:']
+  for view, label in (('centre', 'centre crop'), ('ten_crop', '10 crops   ')):
+    r = results[view]
+    lines.append(f'  {label}  top-1 error {100 * (1 - r["eval_top1"]):6.2f}%  '
+                 f'top-5 error {100 * (1 - r["eval_top5"]):6.2f}%  '
+                 f'({r["eval_examples"]} examples)')
+  return '\n'.join(lines)
+
+
 @exit_on_user_error
 def main(argv):
   if len(argv) > 1:
@@ -45,11 +56,7 @@ def main(argv):
   quiet_library_logs()
   results = evaluate_checkpoint(FLAGS.workdir, FLAGS.step, FLAGS.split)
   step = results['step']
-  print(f'checkpoint {step} of {FLAGS.workdir}:')
-  for view, label in (('centre', 'centre crop'), ('ten_crop', '10 crops   ')):
-    r = results[view]
-    print(f'  {label}  top-1 error {100 * (1 - r["eval_top1"]):6.2f}%  '
-          f'top-5 error {100 * (1 - r["eval_top5"]):6.2f}%  ({r["eval_examples"]} examples)')
+  print(report(results, FLAGS.workdir))
   import jax
   if jax.process_index() == 0:
     path = os.path.join(FLAGS.workdir, f'eval-{step}.json')
