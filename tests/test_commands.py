@@ -25,23 +25,11 @@ def test_model_command_prints_the_layer_table():
   assert 'total parameters        61,100,840' in out
 
 
-def test_train_py_rejects_a_bad_variant_before_reading_data(tmp_path):
-  pytest.importorskip('ml_collections')
-  workdir = tmp_path / 'run'
-  result = run('train.py', f'--workdir={workdir}', '--config.model.variant=vgg', succeed=False)
-  assert result.stderr.strip().splitlines()[-1] == (
-      "Error: config.model.variant='vgg' is not one of "
-      "['paper', 'paper_ungrouped', 'torchvision'].")
-  assert not workdir.exists()
-
-
 @pytest.mark.parametrize('module,args,last_line', [
     ('benchmarks.lrn', ['--batch=2', '--repeats=1'],
      r'banded_vs_reduce_window_fwd=[\d.]+x banded_vs_reduce_window_fwd_bwd=[\d.]+x'),
-    # Slow (20 s: the full net compiled twice); test_model checks the two forms agree.
-    pytest.param('benchmarks.grouped_conv', ['--batch=1', '--repeats=1'],
-                 r'grouped_layers_split_vs_xla=[\d.]+x model_split_vs_xla=[\d.]+x',
-                 marks=pytest.mark.slow),
+    ('benchmarks.grouped_conv', ['--batch=1', '--repeats=1'],
+     r'grouped_layers_split_vs_xla=[\d.]+x model_split_vs_xla=[\d.]+x'),
     ('benchmarks.conv_grad', ['--batch=1', '--repeats=1'], r'matmul_vs_xla_kernel_grad=[\d.]+x'),
     ('benchmarks.max_pool', ['--batch=2', '--repeats=1'],
      r'strided_vs_reduce_window_fwd=[\d.]+x strided_vs_reduce_window_fwd_bwd=[\d.]+x'),
@@ -53,12 +41,14 @@ def test_train_py_rejects_a_bad_variant_before_reading_data(tmp_path):
      r'eval_images_per_second=[\d.]+ compile_seconds=[\d.]+ cached_compile_seconds=[\d.]+ '
      r'peak_rss_gib=[\d.]+'),
 ])
+@pytest.mark.slow  # about a minute together; .ci/run stays under 10 minutes without them
 def test_benchmarks_run_and_their_forms_agree(module, args, last_line):
   # Each benchmark asserts that the forms it times give the same numbers before it reports.
   out = run('-m', module, *args).stdout
   assert re.fullmatch(last_line, out.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_input_pipeline_benchmark_runs_tiny(tf, tmp_path):
   out = run('-m', 'benchmarks.input_pipeline', '--images=24', '--batch=8', '--workers=2',
             f'--data_dir={tmp_path}').stdout
