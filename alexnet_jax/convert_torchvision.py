@@ -33,7 +33,7 @@ from absl import app, flags
 from flax import nnx
 from ml_collections import config_flags
 
-from alexnet_jax import config_checks, distributed, optim, train_step
+from alexnet_jax import config_checks, distributed, imagenet_classes, optim, train_step
 from alexnet_jax.checkpoints import Checkpoints, quiet_library_logs
 from alexnet_jax.errors import (ConfigError, MissingDataError, ModelMismatchError, UserError,
                                 exit_on_user_error)
@@ -148,14 +148,6 @@ def normalization(resize_size: int) -> dict[str, np.ndarray]:
           'pixel_scale': (1.0 / (255.0 * np.array(IMAGENET_STD))).astype(np.float32)}
 
 
-def imagenet_class_names() -> list[str]:
-  """imagenet2012's class names (WordNet ids such as n01440764, sorted, which is also the
-  order of torchvision's outputs), as a training run on it writes them (train.class_names).
-  From TFDS's own label file: nothing is downloaded."""
-  import tensorflow_datasets as tfds
-  return list(tfds.builder('imagenet2012').info.features['label'].names)
-
-
 def check_workdir_is_free(workdir: str) -> None:
   taken = [name for name in ('config.json', NORMALIZATION_FILE, 'checkpoints')
            if os.path.exists(os.path.join(workdir, name))]
@@ -182,7 +174,7 @@ def convert(pth_path: str, workdir: str, config: ml_collections.ConfigDict) -> i
   """Writes `workdir` from torchvision's state dict in `pth_path`, as a run of `config`
   (configs/torchvision.py, overrides allowed) would; returns the checkpoint's step."""
   check_workdir_is_free(workdir)
-  class_names = imagenet_class_names()
+  class_names = imagenet_classes.wordnet_ids()
   check_config(config, len(class_names))
   state_dict = read_state_dict(pth_path)
   params = convert_params(state_dict, abstract_params(config, len(class_names)), pth_path)

@@ -17,11 +17,12 @@ FLAGS = flags.FLAGS
 
 
 def predict(trained, paths: list[str], top: int = 5) -> list[list[tuple[str, float]]]:
-  """For each image file, its `top` (class name, probability) pairs, most likely first."""
+  """For each image file, its `top` (class name, probability) pairs, most likely first.
+  ImageNet's classes are named in words and WordNet id: 'tabby, tabby cat (n02123045)'."""
   import jax
   import jax.numpy as jnp
 
-  from alexnet_jax import config_checks, preprocessing
+  from alexnet_jax import config_checks, imagenet_classes, preprocessing
   from alexnet_jax.tensorflow_cpu import tf
   config = trained.config
   size = config_checks.image_size(config)
@@ -44,10 +45,11 @@ def predict(trained, paths: list[str], top: int = 5) -> list[list[tuple[str, flo
     return jax.nn.softmax(logits).reshape(len(paths), 10, -1).mean(1)
 
   probs = np.asarray(probabilities(trained.params, jax.tree.map(jnp.asarray, batch)))
+  names = imagenet_classes.readable(trained.class_names)
   result = []
   for row in probs:
     best = np.argsort(-row, kind='stable')[:top]
-    result.append([(trained.class_names[i], float(row[i])) for i in best])
+    result.append([(names[i], float(row[i])) for i in best])
   return result
 
 
