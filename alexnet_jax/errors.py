@@ -72,9 +72,14 @@ def exit_on_user_error(main):
       # then abort with a stack dump that buries this message.
       os._exit(1)
     except UserError as error:
-      # A failed checkpoint write leaves Orbax's sibling write tasks to fail the same way;
-      # asyncio would report each as "exception was never retrieved" after this message.
+      print(f'Error: {error}', file=sys.stderr, flush=True)
+      # The message is the last line: a failed checkpoint write leaves Orbax's sibling write
+      # tasks to fail the same way, and at exit its threads print "Event loop is closed"
+      # tracebacks (and asyncio "exception was never retrieved") that would bury it. The
+      # exit handlers still run; only their noise is dropped.
       logging.getLogger('asyncio').setLevel(logging.CRITICAL)
-      sys.exit(f'Error: {error}')
+      devnull = os.open(os.devnull, os.O_WRONLY)
+      os.dup2(devnull, sys.stderr.fileno())
+      sys.exit(1)
 
   return wrapped
