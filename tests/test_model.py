@@ -22,6 +22,15 @@ def abstract(variant='paper', **kwargs):
   return nnx.eval_shape(lambda: AlexNet(variant, rngs=nnx.Rngs(0), **kwargs))
 
 
+@nnx.jit
+def forward(model, images):
+  """The logits and every layer's output, in one compiled program: run eagerly, each of the
+  network's operations would be compiled on its own (seconds per test)."""
+  captured = {}
+  logits = model(images, capture=captured)
+  return logits, captured
+
+
 @pytest.mark.parametrize('variant,params', [
     ('paper', 60_965_224),
     ('paper_ungrouped', 62_378_344),
@@ -74,7 +83,7 @@ def test_minimum_image_size():
   model = AlexNet('paper', num_classes=10, image_size=67, rngs=nnx.Rngs(0))
   assert model.fc6.kernel.shape == (256, 4096)  # a 1x1x256 final map
   model.eval()
-  logits = model(jnp.ones((2, 67, 67, 3)))
+  logits, _ = forward(model, jnp.ones((2, 67, 67, 3)))
   assert logits.shape == (2, 10) and bool(jnp.all(jnp.isfinite(logits)))
 
 
@@ -135,11 +144,9 @@ def test_grouped_conv_implementations_give_the_same_network():
   for impl in ('split', 'xla'):
     model = AlexNet('paper', num_classes=10, init='he', grouped_conv=impl, rngs=nnx.Rngs(0))
     model.eval()
-    captured = {}
     # Full float32: GPUs would otherwise convolve in TF32, whose rounding differs by algorithm.
     with jax.default_matmul_precision('highest'):
-      model(images, capture=captured)
-    outputs[impl] = captured
+      _, outputs[impl] = forward(model, images)
   conv1 = outputs['split']['conv1']
   np.testing.assert_array_equal(np.asarray(conv1), np.asarray(outputs['xla']['conv1']))
   for name in ('conv2', 'conv4', 'conv5', 'fc8'):
@@ -156,14 +163,12 @@ def test_eval_is_deterministic_and_train_drops_at_the_configured_rate():
   images = jax.random.uniform(jax.random.key(2), (64, 67, 67, 3))
 
   model.eval()
-  first, second = {}, {}
-  a, b = model(images, capture=first), model(images, capture=second)
+  (a, first), (b, _) = forward(model, images), forward(model, images)
   np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   np.testing.assert_array_equal(np.asarray(first['dropout6']), np.asarray(first['fc6']))
 
   model.train()
-  first, second = {}, {}
-  a, b = model(images, capture=first), model(images, capture=second)
+  (a, first), (b, _) = forward(model, images), forward(model, images)
   assert not np.array_equal(np.asarray(a), np.asarray(b))  # a fresh mask each call
   for n in (6, 7):
     before, after = first[f'fc{n}'], first[f'dropout{n}']
@@ -194,8 +199,7 @@ def test_bfloat16_computation_with_float32_parameters():
     model = AlexNet('paper', num_classes=10, image_size=67, dtype=dtype, init='he',
                     rngs=nnx.Rngs(0))
     model.eval()
-    captured = {}
-    outputs[dtype] = (model(images, capture=captured), captured)
+    outputs[dtype] = forward(model, images)
     assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
   logits16, captured16 = outputs[jnp.bfloat16]
   assert logits16.dtype == jnp.float32
