@@ -113,6 +113,13 @@ def keep_if_finite(finite: jax.Array, new, old):
   return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
 
 
+def top1_top5_hits(scores: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Per example: whether its label scores highest, and whether it is among the 5 highest
+  (among all classes where there are fewer)."""
+  ranked = jax.lax.top_k(scores, min(5, scores.shape[-1]))[1]
+  return ranked[:, 0] == labels, jnp.any(ranked == labels[:, None], -1)
+
+
 def make_train_step(network: Network, optimizer: optax.GradientTransformationExtraArgs,
                     learning_rate: Callable[[jax.Array, jax.Array], jax.Array],
                     preprocess: Preprocess, seed: int, mesh: Mesh):
@@ -144,9 +151,8 @@ def make_train_step(network: Network, optimizer: optax.GradientTransformationExt
     params, opt_state = keep_if_finite(
         finite, (optax.apply_updates(state.params, updates), opt_state),
         (state.params, state.opt_state))
-    ranked = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
-    metrics = {'loss': loss, 'top1': jnp.mean(ranked[:, 0] == labels),
-               'top5': jnp.mean(jnp.any(ranked == labels[:, None], -1)),
+    top1, top5 = top1_top5_hits(logits, labels)
+    metrics = {'loss': loss, 'top1': jnp.mean(top1), 'top5': jnp.mean(top5),
                'learning_rate': lr, 'finite': finite}
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                          nonfinite_steps=state.nonfinite_steps + (~finite).astype(jnp.int32)
@@ -165,10 +171,9 @@ def make_eval_step(network: Network, preprocess: Preprocess, mesh: Mesh):
     logits = network.model(params, train=False)(views)
     probs = jax.nn.softmax(logits).reshape(images.shape[0], -1, logits.shape[-1]).mean(1)
     labels, mask = batch['label'], batch['mask']
-    top5 = jax.lax.top_k(probs, min(5, probs.shape[-1]))[1]
+    top1, top5 = top1_top5_hits(probs, labels)
     label_prob = jnp.take_along_axis(probs, labels[:, None], axis=-1)[:, 0]
-    return {'top1_correct': jnp.sum((top5[:, 0] == labels) & mask),
-            'top5_correct': jnp.sum(jnp.any(top5 == labels[:, None], -1) & mask),
+    return {'top1_correct': jnp.sum(top1 & mask), 'top5_correct': jnp.sum(top5 & mask),
             'loss_sum': jnp.sum(jnp.where(mask, -jnp.log(jnp.maximum(label_prob, 1e-30)), 0)),
             'count': jnp.sum(mask)}
 
