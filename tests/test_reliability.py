@@ -223,15 +223,20 @@ def test_a_dead_or_hung_process_stops_the_other_with_an_error(tf, shapes_data_di
   finally:
     for process in processes:
       process.kill()
-  assert processes[0].returncode != 0
+  assert processes[0].returncode != 0, output[-3000:]
   assert waited < timeout + 30, f'{waited:.0f} s'
-  if fault == 'SIGKILL':  # the next gradient all-reduce fails: our message, at once
-    assert processes[0].returncode == 1
+  if fault == 'SIGKILL' and processes[0].returncode == 1:
+    # The next gradient all-reduce failed: our message, at once.
     assert re.search(r'Error: process 0 of 2 lost contact with another process at step \d+ '
                      r'\(.*\); it has probably stopped, see its log\. .*: on every process, '
                      r'run the same command', output), output[-3000:]
-  else:  # JAX's coordination service declares the silent process dead and stops this one
-    assert 'stopped sending heartbeats' in output and 'another task died' in output, output[-3000:]
+  else:
+    # JAX's coordination service declared the other process dead and stopped this one: always
+    # for a frozen process; for a killed one when it notices before the all-reduce fails (once
+    # in seven runs on a fresh clone).
+    assert 'another task died' in output, output[-3000:]
+    if fault == 'SIGSTOP':
+      assert 'stopped sending heartbeats' in output, output[-3000:]
 
 
 def write_odd_and_broken_images(root, split, rng):
