@@ -37,8 +37,8 @@ from alexnet_jax import config_checks, distributed, imagenet_classes, optim, tra
 from alexnet_jax.checkpoints import Checkpoints, quiet_library_logs
 from alexnet_jax.errors import (ConfigError, MissingDataError, ModelMismatchError, UserError,
                                 exit_on_user_error)
-from alexnet_jax.files import npz_bytes, write_atomically
-from alexnet_jax.train import NORMALIZATION_FILE, build_model, model_identity
+from alexnet_jax.train import (CONFIG_FILE, NORMALIZATION_FILE, build_model, model_identity,
+                               write_run_files)
 
 FLAGS = flags.FLAGS
 
@@ -149,7 +149,7 @@ def normalization(resize_size: int) -> dict[str, np.ndarray]:
 
 
 def check_workdir_is_free(workdir: str) -> None:
-  taken = [name for name in ('config.json', NORMALIZATION_FILE, 'checkpoints')
+  taken = [name for name in (CONFIG_FILE, NORMALIZATION_FILE, 'checkpoints')
            if os.path.exists(os.path.join(workdir, name))]
   if taken:
     raise UserError(f'{workdir} already holds a run ({", ".join(taken)}); nothing was '
@@ -196,11 +196,7 @@ def convert(pth_path: str, workdir: str, config: ml_collections.ConfigDict) -> i
     checkpoints.close()
   # Last, as train.py writes them after its first restore: inference.load looks for these
   # two first, so a conversion stopped midway is never taken for a complete one.
-  norm = normalization(config.resize_size)
-  write_atomically(os.path.join(workdir, 'config.json'), config.to_json_best_effort(indent=2))
-  write_atomically(os.path.join(workdir, NORMALIZATION_FILE), npz_bytes(
-      mean_image=norm['mean_image'], pixel_scale=norm['pixel_scale'],
-      class_names=np.array(class_names)))
+  write_run_files(workdir, config, normalization(config.resize_size), class_names)
   return step
 
 

@@ -17,7 +17,8 @@ import numpy as np
 from alexnet_jax import distributed, optim, train_step
 from alexnet_jax.checkpoints import Checkpoints
 from alexnet_jax.errors import MissingDataError
-from alexnet_jax.train import NORMALIZATION_FILE, build_model, make_preprocess, model_identity
+from alexnet_jax.train import (CONFIG_FILE, NORMALIZATION_FILE, build_model, make_preprocess,
+                               model_identity)
 
 
 @dataclasses.dataclass
@@ -34,7 +35,7 @@ class TrainedModel:
 def load(workdir: str, step: int | str | None = None) -> TrainedModel:
   """The checkpoint at `step` of the run in `workdir`: a step number, 'best' (the lowest
   evaluation top-1 error kept), or None for the latest."""
-  config_path = os.path.join(workdir, 'config.json')
+  config_path = os.path.join(workdir, CONFIG_FILE)
   norm_path = os.path.join(workdir, NORMALIZATION_FILE)
   for path in (config_path, norm_path):
     if not os.path.exists(path):

@@ -32,6 +32,7 @@ from alexnet_jax.files import npz_bytes, write_atomically
 from alexnet_jax.metric_writer import MetricWriter, kernel_grid
 from alexnet_jax.model import AlexNet
 
+CONFIG_FILE = 'config.json'  # the run's config, for evaluate/predict
 NORMALIZATION_FILE = 'normalization.npz'  # the mean image and pixel scale, for evaluate/predict
 
 
@@ -90,6 +91,16 @@ def normalization(config: ml_collections.ConfigDict, stats) -> dict[str, np.ndar
     covariance = (stats.rgb_eigenvectors * stats.rgb_eigenvalues) @ stats.rgb_eigenvectors.T
     scale = (1.0 / (255.0 * np.sqrt(np.diag(covariance)))).astype(np.float32)
   return {'mean_image': stats.mean(config.mean), 'pixel_scale': scale}
+
+
+def write_run_files(workdir: str, config: ml_collections.ConfigDict, norm: dict,
+                    names: list[str]) -> None:
+  """DIR/config.json and DIR/normalization.npz: what `evaluate` and `predict` read besides a
+  checkpoint (inference.load)."""
+  write_atomically(os.path.join(workdir, CONFIG_FILE), config.to_json_best_effort(indent=2))
+  write_atomically(os.path.join(workdir, NORMALIZATION_FILE), npz_bytes(
+      mean_image=norm['mean_image'], pixel_scale=norm['pixel_scale'],
+      class_names=np.array(names)))
 
 
 def make_preprocess(config, norm: dict, mesh) -> train_step.Preprocess:
@@ -247,11 +258,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   failed = False
   try:
     if is_main:  # after the restore: a refused restart leaves the workdir as it was
-      write_atomically(os.path.join(workdir, 'config.json'),
-                       config.to_json_best_effort(indent=2))
-      write_atomically(os.path.join(workdir, NORMALIZATION_FILE), npz_bytes(
-          mean_image=norm['mean_image'], pixel_scale=norm['pixel_scale'],
-          class_names=np.array(class_names(source))))
+      write_run_files(workdir, config, norm, class_names(source))
     while step < total_steps:
       batch = next(batches)
       batch.pop('position')
