@@ -10,7 +10,7 @@ import ml_collections
 from alexnet_jax import model as model_lib
 from alexnet_jax import optim
 from alexnet_jax.errors import ConfigError
-from alexnet_jax.pixel_stats import MEAN_MODES
+from alexnet_jax.pixels import MEAN_MODES
 
 DTYPES = ('float32', 'bfloat16')
 
@@ -33,11 +33,6 @@ def _get(config, field: str):
   for part in field.split('.'):
     value = value[part]
   return value
-
-
-def image_size(config: ml_collections.ConfigDict) -> int:
-  """The crop side: config.image_size, or the variant's own when it is 0."""
-  return config.image_size or model_lib.ARCHITECTURES[config.model.variant].default_image_size
 
 
 def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
@@ -66,7 +61,7 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
     if value % device_count:
       raise ConfigError(f'config.{field}={value} does not divide over the {device_count} '
                         f'devices: use a multiple of {device_count}.')
-  size = image_size(config)
+  size = model_lib.image_size(config)
   smallest = model_lib.min_image_size(config.model.variant)
   if size < smallest:
     raise ConfigError(f'config.image_size={size} is below the smallest input of '

@@ -1,9 +1,9 @@
 """torchvision's pretrained AlexNet as a workdir that `evaluate` and `predict` read unchanged.
 
-    python -m alexnet_jax.convert_torchvision alexnet-owt-7be5be79.pth --workdir=DIR \\
+    alexnet-convert-torchvision alexnet-owt-7be5be79.pth --workdir=DIR \\
         [--config=configs/torchvision.py] [--config.data_dir=...]
-    python -m alexnet_jax.evaluate --workdir=DIR
-    python -m alexnet_jax.predict --workdir=DIR IMAGE
+    alexnet-evaluate --workdir=DIR
+    alexnet-predict --workdir=DIR IMAGE
 
 The .pth is the state dict that torchvision.models.alexnet(weights='IMAGENET1K_V1') loads
 (https://download.pytorch.org/models/alexnet-owt-7be5be79.pth). DIR then holds what a run of
@@ -31,16 +31,12 @@ import ml_collections
 import numpy as np
 from absl import app, flags
 from flax import nnx
-from ml_collections import config_flags
 
-from alexnet_jax import config_checks, distributed, imagenet_classes, optim, train_step
-from alexnet_jax.checkpoints import Checkpoints, quiet_library_logs
-from alexnet_jax.errors import (ConfigError, MissingDataError, ModelMismatchError, UserError,
-                                exit_on_user_error)
-from alexnet_jax.train import (CONFIG_FILE, NORMALIZATION_FILE, build_model, model_identity,
-                               write_run_files)
-
-FLAGS = flags.FLAGS
+from alexnet_jax import cli, config_checks, distributed, imagenet_classes, model, optim, train_step
+from alexnet_jax.checkpoints import Checkpoints
+from alexnet_jax.errors import ConfigError, MissingDataError, ModelMismatchError, UserError
+from alexnet_jax.pixels import Normalization
+from alexnet_jax.workdir import RunRecord, Workdir
 
 # Each layer's module in torchvision's AlexNet: features and classifier are nn.Sequentials
 # whose ReLU, pooling and dropout entries have no parameters.
@@ -48,9 +44,6 @@ TORCHVISION_LAYERS = {
     'conv1': 'features.0', 'conv2': 'features.3', 'conv3': 'features.6', 'conv4': 'features.8',
     'conv5': 'features.10', 'fc6': 'classifier.1', 'fc7': 'classifier.4', 'fc8': 'classifier.6',
 }
-# transforms.Normalize(mean, std) of torchvision's ImageNet weights, on pixels scaled to 0..1.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_SIZE = 224  # where the AdaptiveAvgPool2d((6, 6)) this project leaves out is the identity
 
 
@@ -97,8 +90,8 @@ def read_state_dict(path: str) -> dict[str, object]:
 
 def abstract_params(config: ml_collections.ConfigDict, num_classes: int) -> nnx.State:
   """The shapes and structure of the parameters that `train_step.init` would make."""
-  model = nnx.eval_shape(lambda: build_model(config, num_classes, nnx.Rngs(config.seed)))
-  _, params, _ = nnx.split(model, nnx.Param, ...)
+  network = nnx.eval_shape(lambda: model.from_config(config, num_classes, nnx.Rngs(config.seed)))
+  _, params, _ = nnx.split(network, nnx.Param, ...)
   return params
 
 
@@ -140,25 +133,9 @@ def convert_params(state_dict: dict[str, object], like: nnx.State, path: str) ->
   return jax.tree_util.tree_map_with_path(converted, like)
 
 
-def normalization(resize_size: int) -> dict[str, np.ndarray]:
-  """torchvision's (pixels / 255 - mean) / std as this project's (pixels - mean image) *
-  pixel scale (train_step.Preprocess)."""
-  mean = 255.0 * np.array(IMAGENET_MEAN, np.float32)
-  return {'mean_image': np.broadcast_to(mean, (resize_size, resize_size, 3)).copy(),
-          'pixel_scale': (1.0 / (255.0 * np.array(IMAGENET_STD))).astype(np.float32)}
-
-
-def check_workdir_is_free(workdir: str) -> None:
-  taken = [name for name in (CONFIG_FILE, NORMALIZATION_FILE, 'checkpoints')
-           if os.path.exists(os.path.join(workdir, name))]
-  if taken:
-    raise UserError(f'{workdir} already holds a run ({", ".join(taken)}); nothing was '
-                    f'overwritten: convert into another --workdir.')
-
-
 def check_config(config: ml_collections.ConfigDict, num_classes: int) -> None:
   config_checks.validate(config, jax.device_count())
-  asked = (config.model.variant, config_checks.image_size(config), config.model.width)
+  asked = (config.model.variant, model.image_size(config), config.model.width)
   if asked != ('torchvision', IMAGE_SIZE, 1.0):
     raise ConfigError(
         f'torchvision\'s weights are of model.variant=\'torchvision\', image_size={IMAGE_SIZE}, '
@@ -173,48 +150,56 @@ def check_config(config: ml_collections.ConfigDict, num_classes: int) -> None:
 def convert(pth_path: str, workdir: str, config: ml_collections.ConfigDict) -> int:
   """Writes `workdir` from torchvision's state dict in `pth_path`, as a run of `config`
   (configs/torchvision.py, overrides allowed) would; returns the checkpoint's step."""
-  check_workdir_is_free(workdir)
+  workdir = Workdir(workdir)
+  taken = workdir.holds_a_run()
+  if taken:
+    raise UserError(f'{workdir} already holds a run ({", ".join(taken)}); nothing was '
+                    f'overwritten: convert into another --workdir.')
   class_names = imagenet_classes.wordnet_ids()
   check_config(config, len(class_names))
   state_dict = read_state_dict(pth_path)
   params = convert_params(state_dict, abstract_params(config, len(class_names)), pth_path)
   optimizer = optim.paper_sgd(config.momentum, config.weight_decay)
   state = jax.device_put(train_step.start_state(params, optimizer),
-                         train_step.replicated(distributed.data_mesh()))
+                         distributed.replicated(distributed.data_mesh()))
 
-  os.makedirs(workdir, exist_ok=True)
   step = 0
   checkpoints = Checkpoints(workdir, keep=config.keep_checkpoints,
                             keep_best=config.keep_best_checkpoints)
   try:
-    # The record a training run's first checkpoint has (train.py's save), so that train.py
-    # can also resume from it: fine-tuning torchvision's weights.
-    checkpoints.save(step, state, {'model': model_identity(config, len(class_names)),
-                                   'positions': [0], 'skipped_images': [0], 'process_count': 1})
+    # The record of a training run that has read no data, so that alexnet-train can also
+    # resume from it: fine-tuning torchvision's weights.
+    checkpoints.save(step, state, RunRecord.start(model.identity(config, len(class_names))))
     checkpoints.wait()
   finally:
     checkpoints.close()
-  # Last, as train.py writes them after its first restore: inference.load looks for these
-  # two first, so a conversion stopped midway is never taken for a complete one.
-  write_run_files(workdir, config, normalization(config.resize_size), class_names)
+  # Last, as a training run writes them after its first restore: inference.load looks for
+  # these two first, so a conversion stopped midway is never taken for a complete one.
+  workdir.write_run_files(config, Normalization.torchvision(config.resize_size), class_names)
   return step
 
 
-@exit_on_user_error
+def define_flags() -> None:
+  from ml_collections import config_flags
+  cli.define_workdir('Directory to write the converted run into.')
+  # As alexnet-train's --config: a path from the repository root; --config.FIELD=VALUE
+  # overrides (--config.data_dir=... for where evaluate will find imagenet2012).
+  config_flags.DEFINE_config_file('config', 'configs/torchvision.py', 'Configuration file.')
+
+
 def main(argv):
   if len(argv) != 2:
     raise app.UsageError('Name one .pth file: torchvision\'s AlexNet state dict.')
-  quiet_library_logs()
-  step = convert(argv[1], FLAGS.workdir, FLAGS.config)
-  print(f'Wrote torchvision\'s AlexNet as checkpoint {step} of {FLAGS.workdir}. Score it with\n'
-        f'  python -m alexnet_jax.evaluate --workdir={FLAGS.workdir}\n'
+  args = flags.FLAGS
+  step = convert(argv[1], args.workdir, args.config)
+  print(f'Wrote torchvision\'s AlexNet as checkpoint {step} of {args.workdir}. Score it with\n'
+        f'  alexnet-evaluate --workdir={args.workdir}\n'
         f'(torchvision publishes 43.48% top-1 / 20.93% top-5 error, centre crop).')
 
 
+def run():
+  cli.run(main, define_flags)
+
+
 if __name__ == '__main__':
-  flags.DEFINE_string('workdir', None, 'Directory to write the converted run into.',
-                      required=True)
-  # As train.py's --config: a path from the repository root; --config.FIELD=VALUE overrides
-  # (--config.data_dir=... for where evaluate will find imagenet2012).
-  config_flags.DEFINE_config_file('config', 'configs/torchvision.py', 'Configuration file.')
-  app.run(main)
+  run()

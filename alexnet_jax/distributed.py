@@ -1,14 +1,15 @@
-"""Processes and the device mesh: `jax.distributed` when the environment asks for it, and
-the one-axis `data` mesh over every device of every process."""
+"""Processes and the device mesh: `jax.distributed` when the environment asks for it, the
+one-axis `data` mesh over every device of every process, and global arrays on it."""
 
 from __future__ import annotations
 
 import os
 
 import jax
-from jax.sharding import AxisType, Mesh
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from alexnet_jax.device_input import DATA_AXIS
+DATA_AXIS = 'data'
 
 # Set by launchers of several processes: JAX itself (JAX_COORDINATOR_ADDRESS, with our
 # JAX_NUM_PROCESSES / JAX_PROCESS_ID for hand-started processes), Cloud TPU pods, Slurm,
@@ -55,3 +56,23 @@ def data_mesh() -> Mesh:
   The axis is Auto: XLA places the step's collectives (the gradient all-reduce) itself.
   """
   return jax.make_mesh((jax.device_count(),), (DATA_AXIS,), axis_types=(AxisType.Auto,))
+
+
+def hosts() -> dict[str, int]:
+  """This process's index and the number of processes, as the pipelines take them."""
+  return {'process_index': jax.process_index(), 'process_count': jax.process_count()}
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, PartitionSpec())
+
+
+def global_batch(host_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+  """One array per field, split over the mesh's `data` axis, from every process's own rows.
+
+  Each process passes its part of the global batch (its host batch); the result is the
+  concatenation over processes in process order, without any copy between hosts.
+  """
+  sharding = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+  return {name: jax.make_array_from_process_local_data(sharding, value)
+          for name, value in host_batch.items()}

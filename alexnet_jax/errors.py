@@ -1,17 +1,13 @@
 """Faults a user can cause or fix, as opposed to bugs.
 
-The command-line tools print a UserError as one line, `Error: <message>`, with no traceback,
-and exit with status 1: each message names the problem and what to do about it. Every class
+The commands print a UserError as one line, `Error: <message>`, with no traceback, and exit
+with status 1 (`alexnet_jax.cli`): each message names the problem and what to do about it. Every class
 also derives from the builtin error it refines, for callers that catch those.
 """
 
 from __future__ import annotations
 
 import errno
-import functools
-import logging
-import os
-import sys
 
 
 class UserError(Exception):
@@ -56,30 +52,3 @@ def is_disk_full(error: BaseException | None) -> bool:
       return True
     error = error.__cause__ or error.__context__
   return False
-
-
-def exit_on_user_error(main):
-  """Wraps a command's main: a UserError ends the program with `Error: <message>` on stderr
-  and status 1, without a traceback."""
-
-  @functools.wraps(main)
-  def wrapped(*args, **kwargs):
-    try:
-      return main(*args, **kwargs)
-    except PeerLostError as error:
-      print(f'Error: {error}', file=sys.stderr, flush=True)
-      # Not sys.exit: JAX's exit barrier would wait for the lost process until the timeout,
-      # then abort with a stack dump that buries this message.
-      os._exit(1)
-    except UserError as error:
-      print(f'Error: {error}', file=sys.stderr, flush=True)
-      # The message is the last line: a failed checkpoint write leaves Orbax's sibling write
-      # tasks to fail the same way, and at exit its threads print "Event loop is closed"
-      # tracebacks (and asyncio "exception was never retrieved") that would bury it. The
-      # exit handlers still run; only their noise is dropped.
-      logging.getLogger('asyncio').setLevel(logging.CRITICAL)
-      devnull = os.open(os.devnull, os.O_WRONLY)
-      os.dup2(devnull, sys.stderr.fileno())
-      sys.exit(1)
-
-  return wrapped

@@ -1,16 +1,16 @@
-"""What a training run does when something goes wrong (README "Reliability"): a SIGTERM, a
+"""What a training run does when something goes wrong (docs/reliability.md): a SIGTERM, a
 NaN or infinite step, a full disk, a lost peer process.
 
-`train.train_and_evaluate` asks `Preemption` after each step whether to save and stop, hands
-each step's finiteness flag to `NonfiniteWatch`, and turns an error that stopped it into one
-that says where the run can resume with `explained`.
+`train.train_and_evaluate` runs its loop inside a `RunGuard`: it hands the guard each step's
+finiteness flag, asks it after each step whether to save and stop, and leaves to it turning
+an error into one that says where the run can resume, and the cleanup on the way out.
 """
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
+from collections.abc import Callable
 
 import jax
 from absl import logging
@@ -21,10 +21,11 @@ from alexnet_jax.errors import DiskFullError, NonFiniteError, PeerLostError, is_
 
 class Preemption:
   """Whether to checkpoint and stop now. One process: our SIGTERM handler sets a flag. Several:
-  JAX's preemption service (it receives the notice on any process and agrees on a step at
-  which all of them save)."""
+  JAX's preemption service through Orbax (it receives the notice on any process and agrees on
+  a step at which all of them save)."""
 
-  def __init__(self):
+  def __init__(self, checkpoints: Checkpoints):
+    self._checkpoints = checkpoints
     self._multi = jax.process_count() > 1
     self._event = threading.Event()
     self._previous = None
@@ -33,8 +34,7 @@ class Preemption:
 
   def reached(self, step: int) -> bool:
     if self._multi:
-      from jax.experimental import multihost_utils
-      return multihost_utils.reached_preemption_sync_point(step)
+      return self._checkpoints.reached_preemption(step)
     return self._event.is_set()
 
   def close(self) -> None:
@@ -99,7 +99,7 @@ def explained(error: BaseException, step: int, checkpoints: Checkpoints,
     # started, and the next run deletes what is left (cleanup_tmp_directories).
     checkpoints.remove_partial()
     return DiskFullError(
-        f'the disk holding {os.path.abspath(workdir)} is full (no space left on device) at '
+        f'the disk holding {workdir} is full (no space left on device) at '
         f'step {step}. {where}, intact. Free some space, then {again} (it first deletes any '
         f'partial checkpoint).')
   if isinstance(error, NonFiniteError):
@@ -110,3 +110,60 @@ def explained(error: BaseException, step: int, checkpoints: Checkpoints,
         f'process at step {step} ({str(error).splitlines()[0]}); it has probably stopped, see '
         f'its log. {where}: on every process, {again}.')
   return None
+
+
+class RunGuard:
+  """The training loop's fault handling and cleanup, as a context manager around the loop.
+
+  Inside: `after_step` watches for non-finite steps, `stop_requested` says when a preemption
+  asks to save and stop. On the way out of an error: (one process) waits for the saves in
+  flight, then raises a fault the user can act on as an `errors.UserError` naming the last
+  complete checkpoint. Always: runs `closers` (the input stream, the metric writer) and closes
+  the checkpoints, waiting for every save first unless the run failed; a failed
+  multi-process run leaves the manager open, since another process may be gone and closing
+  would wait for it at a barrier until the timeout.
+  """
+
+  def __init__(self, checkpoints: Checkpoints, workdir: str, step: int, *,
+               allowed_nonfinite: int, nonfinite_count: int,
+               closers: tuple[Callable[[], None], ...] = ()):
+    self.step = step
+    self._checkpoints, self._workdir, self._closers = checkpoints, workdir, closers
+    self._nonfinite = NonfiniteWatch(allowed_nonfinite, nonfinite_count)
+    self._preemption = None
+    self._single = jax.process_count() == 1
+
+  def __enter__(self) -> RunGuard:
+    self._preemption = Preemption(self._checkpoints)
+    return self
+
+  def after_step(self, step: int, finite: jax.Array) -> None:
+    self.step = step
+    self._nonfinite.after_step(step, finite)
+
+  def check_before_save(self) -> None:
+    """A saved step is a checked one: raises for a pending non-finite step."""
+    self._nonfinite.check()
+
+  def stop_requested(self, step: int) -> bool:
+    return self._preemption.reached(step)
+
+  def __exit__(self, kind, error, traceback) -> None:
+    failed = isinstance(error, Exception)
+    explanation = None
+    try:
+      if failed:
+        if self._single:
+          self._checkpoints.wait_quietly()  # let the saves in flight finish before naming one
+        explanation = explained(error, self.step, self._checkpoints, self._workdir)
+    finally:
+      for close in self._closers:
+        close()
+      if not failed:
+        self._checkpoints.wait()
+        self._checkpoints.close()
+      elif self._single:
+        self._checkpoints.close_quietly()
+      self._preemption.close()
+    if explanation is not None:
+      raise explanation from error

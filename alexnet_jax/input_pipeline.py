@@ -6,10 +6,10 @@
     eval:  read -> number -> decode, 256 square, centre crop or 10 crops -> drop undecodable
            -> pad to whole batches with masked examples -> batch -> prefetch
 
-Batches hold uint8 images and what the device needs to finish preprocessing
-(`alexnet_jax.device_input.normalize`): crop offsets, mirror flags, lighting offsets. Every
-example is numbered ('position' in the training stream, 'index' in the eval split) so that
-`SkipCounter` can count the images that could not be decoded from the gaps.
+Batches hold the fields `alexnet_jax.batch` defines: uint8 images and what the device needs to
+finish the pixels (`alexnet_jax.pixels`). Every example is numbered ('position' in the training
+stream, 'index' in the eval split) so that `ResumableBatches` can count the images that could
+not be decoded from the gaps and say where to resume; it takes the numbers off the batches.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from collections.abc import Iterator
 import numpy as np
 from absl import logging
 
-from alexnet_jax import preprocessing
+from alexnet_jax import batch as batch_lib
+from alexnet_jax import pixels, preprocessing
 from alexnet_jax.pixel_stats import PixelStats
 from alexnet_jax.sources import Source, host_range
 from alexnet_jax.tensorflow_cpu import tf
@@ -32,6 +33,11 @@ def _options() -> tf.data.Options:
   options.deterministic = True  # parallel map keeps order: same seed, same batches
   options.autotune.enabled = True
   return options
+
+
+def _typed(example: dict, fields: dict[str, batch_lib.Field]) -> dict:
+  """The example as `fields` define it: exactly their names, cast to their dtypes."""
+  return {name: tf.cast(example[name], field.dtype) for name, field in fields.items()}
 
 
 def _check_crop_fits(image_size: int, resize_size: int) -> None:
@@ -104,13 +110,13 @@ def train_dataset(source: Source, split: str, *, batch_size: int, image_size: in
                                                    crop_seed, fast_decode)
     image, flipped = preprocessing.random_flip(image, flip_seed)
     if use_lighting:
-      rgb_offset = preprocessing.pca_lighting(lighting_seed, eigenvalues, eigenvectors,
-                                              lighting_std) * 255.0
+      rgb_offset = pixels.lighting_in_pixels(preprocessing.pca_lighting(
+          lighting_seed, eigenvalues, eigenvectors, lighting_std))
     else:
       rgb_offset = tf.zeros([3])
-    return {'image': image, 'label': tf.cast(example['label'], tf.int32),
-            'crop_offset': offset, 'flipped': flipped, 'lighting': rgb_offset,
-            'position': position}
+    return _typed({'image': image, 'label': example['label'], 'crop_offset': offset,
+                   'flipped': flipped, 'lighting': rgb_offset, 'position': position},
+                  batch_lib.TRAIN)
 
   dataset = dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
   dataset = dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
@@ -145,9 +151,9 @@ def eval_dataset(source: Source, split: str, *, batch_size: int, image_size: int
     else:
       offset = preprocessing.central_offset(image, image_size)
       image, flipped = preprocessing.crop(image, offset, image_size), tf.constant(False)
-    return {'image': image, 'label': tf.cast(example['label'], tf.int32),
-            'crop_offset': offset, 'flipped': flipped, 'mask': tf.constant(True),
-            'index': position + start}
+    return _typed({'image': image, 'label': example['label'], 'crop_offset': offset,
+                   'flipped': flipped, 'mask': True, 'index': position + start},
+                  batch_lib.EVAL)
 
   dataset = source.read(split, start, stop).enumerate()
   dataset = dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
@@ -159,51 +165,45 @@ def eval_dataset(source: Source, split: str, *, batch_size: int, image_size: int
   return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
 
 
-class SkipCounter:
-  """Iterates numpy batches and counts the examples dropped as undecodable.
+class ResumableBatches:
+  """Numpy batches of a pipeline, without their bookkeeping field, that know where the stream
+  stands: the images that could not be decoded so far and the position to resume from.
 
-  Examples carry consecutive numbers in `field` (from `first`; -1 marks padding), so every
-  gap is an image that failed to decode. With `stop`, numbers missing at the end count too
-  once the stream is exhausted. Each new skip is logged with the running total, which starts
-  at `skipped` (a resumed run's count). With `epoch_size`, numbers are also positions in a
-  stream of epochs of that many examples, and `ended_epochs` reports each epoch's skips.
+  Examples carry consecutive numbers in the fields' bookkeeping field (from `first`; -1 marks
+  padding), so every gap is an image that failed to decode. With `stop`, numbers missing at
+  the end count too once the stream is exhausted. Each new skip is logged with the running
+  total, which starts at `skipped` (a resumed run's count). With `epoch_size`, numbers are
+  positions in a stream of epochs of that many examples, and the end of each epoch is logged
+  with its skips and the step (from `first_step`, one per batch) at which it ended.
   """
 
-  def __init__(self, dataset: tf.data.Dataset, field: str, first: int = 0,
-               stop: int | None = None, skipped: int = 0, epoch_size: int | None = None):
+  def __init__(self, dataset: tf.data.Dataset, fields: dict[str, batch_lib.Field],
+               first: int = 0, stop: int | None = None, skipped: int = 0,
+               epoch_size: int | None = None, first_step: int = 0, split_by_hosts: bool = False):
     self._batches = dataset.as_numpy_iterator()
-    self._field, self._next, self._stop = field, first, stop
+    self._fields = fields
+    self._next, self._stop = first, stop
     self.skipped = skipped
     self._epoch_size = epoch_size
     self._epoch_skips: collections.Counter[int] = collections.Counter()
     self._current_epoch = first // epoch_size if epoch_size else 0
+    self._step = first_step
+    self._whose = ' (this process\'s part)' if split_by_hosts else ''
 
   @property
   def next_position(self) -> int:
     """The number after the last example delivered (or skipped): where to resume."""
     return self._next
 
-  def ended_epochs(self) -> list[tuple[int, int]]:
-    """(epoch, images skipped in it) for each epoch whose end the stream has passed since
-    the last call. An epoch ends when an example of a later one is delivered, so every
-    skip in it has been seen. (A resumed run counts the part of its first epoch it read.)"""
-    if not self._epoch_size:
-      return []
-    current = self._next // self._epoch_size
-    ended = [(epoch, self._epoch_skips.pop(epoch, 0))
-             for epoch in range(self._current_epoch, current)]
-    self._current_epoch = current
-    return ended
-
-  def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+  def __iter__(self) -> Iterator[batch_lib.Batch]:
     return self
 
   def close(self) -> None:
     """Stops the pipeline's threads now. (Left to garbage collection at the end of a
-    multi-process run, the training stream's teardown held the process for 8 to 10 s.)"""
+    multi-process run, the training stream's teardown held the process for seconds.)"""
     self._batches = None
 
-  def __next__(self) -> dict[str, np.ndarray]:
+  def __next__(self) -> batch_lib.Batch:
     try:
       batch = next(self._batches)
     except StopIteration:
@@ -211,13 +211,27 @@ class SkipCounter:
         self._record(np.arange(self._next, self._stop))
         self._next = self._stop
       raise
-    numbers = batch[self._field]
+    batch, numbers = batch_lib.split_off_bookkeeping(batch, self._fields)
     numbers = numbers[numbers >= 0]
     if numbers.size:
       # The stream is ordered: the numbers missing up to the last one were dropped.
       self._record(np.setdiff1d(np.arange(self._next, numbers[-1] + 1), numbers))
       self._next = int(numbers[-1]) + 1
+    self._log_ended_epochs()
+    self._step += 1
     return batch
+
+  def _log_ended_epochs(self) -> None:
+    """An epoch ends when an example of a later one is delivered, so every skip in it has
+    been seen. (A resumed run counts the part of its first epoch it read.)"""
+    if not self._epoch_size:
+      return
+    current = self._next // self._epoch_size
+    for epoch in range(self._current_epoch, current):
+      logging.info('Epoch %d of the training data%s ended at step %d: %d image(s) in it could '
+                   'not be decoded and were skipped.', epoch + 1, self._whose, self._step,
+                   self._epoch_skips.pop(epoch, 0))
+    self._current_epoch = current
 
   def _record(self, missing: np.ndarray) -> None:
     if missing.size:
@@ -229,21 +243,24 @@ class SkipCounter:
 
 
 def eval_batches(source: Source, split: str, *, process_index: int = 0,
-                 process_count: int = 1, **kwargs) -> SkipCounter:
+                 process_count: int = 1, **kwargs) -> ResumableBatches:
   """`eval_dataset` as numpy batches whose `skipped` counts this host's undecodable images."""
   start, stop = host_range(source.num_examples(split), process_index, process_count)
   dataset = eval_dataset(source, split, process_index=process_index,
                          process_count=process_count, **kwargs)
-  return SkipCounter(dataset, 'index', first=start, stop=stop)
+  return ResumableBatches(dataset, batch_lib.EVAL, first=start, stop=stop)
 
 
 def train_batches(source: Source, split: str, *, start_position: int = 0, skipped: int = 0,
-                  process_index: int = 0, process_count: int = 1, **kwargs) -> SkipCounter:
+                  first_step: int = 0, process_index: int = 0, process_count: int = 1,
+                  **kwargs) -> ResumableBatches:
   """`train_dataset` as numpy batches whose `skipped` counts undecodable images seen so far
   (from `skipped`, the count before `start_position`), whose `next_position` is where a
-  resumed stream starts and whose `ended_epochs` reports the skips of each epoch."""
+  resumed stream starts, and which log each epoch's skips (batch `first_step` + i is step
+  i of the run)."""
   start, stop = host_range(source.num_examples(split), process_index, process_count)
   dataset = train_dataset(source, split, start_position=start_position,
                           process_index=process_index, process_count=process_count, **kwargs)
-  return SkipCounter(dataset, 'position', first=start_position, skipped=skipped,
-                     epoch_size=stop - start)
+  return ResumableBatches(dataset, batch_lib.TRAIN, first=start_position, skipped=skipped,
+                          epoch_size=stop - start, first_step=first_step,
+                          split_by_hosts=process_count > 1)

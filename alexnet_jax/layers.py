@@ -1,6 +1,8 @@
 """AlexNet's building blocks: local response normalisation, grouped convolution, pooling.
 
-Everything here is plain JAX/NNX with no TensorFlow, so it runs wherever jax does.
+Everything here is plain JAX/NNX with no TensorFlow, so it runs wherever jax does. On CPUs
+pooling and convolution run the faster forms of `alexnet_jax.cpu_kernels`
+(`cpu_kernels.disabled()` turns them off).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import functools
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+from alexnet_jax import cpu_kernels
 
 
 def local_response_norm(
@@ -49,7 +53,7 @@ def local_response_norm(
 
   The windowed sum of squares is a `lax.reduce_window` over channels: faster, forward and
   backward, than a matmul with a 0/1 band matrix on XLA:CPU and on an H200
-  (benchmarks/lrn.py; numbers in the README).
+  (benchmarks/lrn.py; docs/performance.md).
   """
   _check_lrn_size(size)
   channels = x.shape[-1]
@@ -88,43 +92,33 @@ def _window_sum(squares: jax.Array, size: int, groups: int) -> jax.Array:
 
 
 class LocalResponseNorm(nnx.Module):
-  """`local_response_norm` as a module, to name it in a network; it has no parameters."""
+  """`local_response_norm` as a module, to name it in a network; it has no parameters. Takes
+  the function's arguments but `x`, with the same defaults."""
 
-  def __init__(
-      self,
-      size: int = 5,
-      alpha: float = 1e-4,
-      beta: float = 0.75,
-      k: float = 2.0,
-      *,
-      groups: int = 1,
-      divide_alpha_by_size: bool = False,
-  ):
+  def __init__(self, size: int = 5, **options):
     _check_lrn_size(size)  # at construction rather than at the first call
-    self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
-    self.groups = groups
-    self.divide_alpha_by_size = divide_alpha_by_size
+    self.size = size
+    self.options = nnx.static(options)  # configuration, not state
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    return local_response_norm(
-        x, self.size, self.alpha, self.beta, self.k, groups=self.groups,
-        divide_alpha_by_size=self.divide_alpha_by_size)
+    return local_response_norm(x, self.size, **self.options)
 
 
 def split_group_conv(lhs, rhs, window_strides, padding, *, feature_group_count=1,
                      dimension_numbers=None, lhs_dilation=None, rhs_dilation=None,
                      precision=None, out_sharding=None):
   """`lax.conv_general_dilated` for NHWC inputs and HWIO kernels without dilation, computing
-  each channel group as its own convolution, with a faster kernel gradient on CPUs.
+  each channel group as its own convolution.
 
   Same numbers as `feature_group_count=G` (input channel block g meets output channel
-  block g), but faster forward and backward: 6.7x on XLA:CPU, 1.5x on an H200, over the
-  paper net's grouped layers (benchmarks/grouped_conv.py, README). Passed to
+  block g), but faster forward and backward on XLA:CPU and on GPUs over the paper net's
+  grouped layers (benchmarks/grouped_conv.py measures it). Passed to
   `nnx.Conv(conv_general_dilated=...)`, so the module's kernel keeps nnx.Conv's
-  (kh, kw, in/G, out) layout. See `_conv` for the gradient.
+  (kh, kw, in/G, out) layout. On CPUs each convolution is `cpu_kernels.conv`, whose kernel
+  gradient is faster there.
   """
   numbers = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-  if numbers != jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC):
+  if numbers != jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, cpu_kernels.NHWC):
     raise ValueError(f'split_group_conv takes NHWC inputs and HWIO kernels, got {numbers}.')
   for dilation in (lhs_dilation, rhs_dilation):
     if dilation is not None and any(d != 1 for d in dilation):
@@ -133,8 +127,17 @@ def split_group_conv(lhs, rhs, window_strides, padding, *, feature_group_count=1
     raise ValueError('split_group_conv takes no out_sharding: its output follows its input.')
   if isinstance(padding, str):
     padding = jax.lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
-  conv = functools.partial(_conv, strides=tuple(window_strides),
-                           padding=tuple(tuple(p) for p in padding), precision=precision)
+  strides, padding = tuple(window_strides), tuple(tuple(p) for p in padding)
+
+  def conv(x, w):
+    return cpu_kernels.on_cpu(
+        functools.partial(cpu_kernels.conv, strides=strides, padding=padding,
+                          precision=precision),
+        functools.partial(jax.lax.conv_general_dilated, window_strides=strides,
+                          padding=padding, dimension_numbers=cpu_kernels.NHWC,
+                          precision=precision),
+        x, w)
+
   if feature_group_count == 1:
     return conv(lhs, rhs)
   inputs = jnp.split(lhs, feature_group_count, axis=-1)
@@ -142,88 +145,27 @@ def split_group_conv(lhs, rhs, window_strides, padding, *, feature_group_count=1
   return jnp.concatenate([conv(x, w) for x, w in zip(inputs, kernels)], axis=-1)
 
 
-_NHWC = ('NHWC', 'HWIO', 'NHWC')
-
-
-# Kernel windows up to 3x3 (conv3-5) get the matmul gradient. A 5x5 one gains nothing
-# measurable (conv2), and an 11x11 one (conv1, 1.4x faster) would add 121 matmuls to every
-# compilation of the step, several seconds each time.
-MAX_MATMUL_GRAD_WINDOW = 9
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _conv(x, kernel, strides, padding, precision):
-  """An ungrouped NHWC convolution whose kernel gradient is, on CPUs, one matmul per kernel
-  position (the input window at that position, transposed, times the output gradient)
-  instead of XLA:CPU's kernel-gradient convolution: about 2x faster on the paper net's 3x3
-  layers (benchmarks/conv_grad.py, README). Other platforms, and larger windows, keep XLA's
-  own."""
-  return jax.lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=_NHWC,
-                                      precision=precision)
-
-
-def _conv_forward(x, kernel, strides, padding, precision):
-  return _conv(x, kernel, strides, padding, precision), (x, kernel)
-
-
-def _conv_backward(strides, padding, precision, residuals, grad_out):
-  x, kernel = residuals
-
-  def xla_grads(x, kernel, grad_out):
-    _, vjp = jax.vjp(lambda x, kernel: jax.lax.conv_general_dilated(
-        x, kernel, strides, padding, dimension_numbers=_NHWC, precision=precision), x, kernel)
-    return vjp(grad_out)
-
-  def cpu_grads(x, kernel, grad_out):
-    grad_x = jax.vjp(lambda x: jax.lax.conv_general_dilated(
-        x, kernel, strides, padding, dimension_numbers=_NHWC, precision=precision), x)[1](
-            grad_out)[0]
-    return grad_x, weight_grad_by_matmuls(x, grad_out, kernel.shape[:2], strides, padding)
-
-  if kernel.shape[0] * kernel.shape[1] > MAX_MATMUL_GRAD_WINDOW:
-    return xla_grads(x, kernel, grad_out)
-  return jax.lax.platform_dependent(x, kernel, grad_out, cpu=cpu_grads, default=xla_grads)
-
-
-_conv.defvjp(_conv_forward, _conv_backward)
-
-
-def weight_grad_by_matmuls(x, grad_out, window, strides, padding):
-  """dL/dkernel of an NHWC convolution: for each kernel position (i, j), the input pixels it
-  meets, as a (positions, in) matrix, transposed, times grad_out as (positions, out)."""
-  x = jnp.pad(x, ((0, 0), *padding, (0, 0)))
-  out_height, out_width, out_channels = grad_out.shape[1:]
-  rows = grad_out.reshape(-1, out_channels)
-  grads = [jnp.dot(_strided_view(x, i, j, out_height, out_width, strides)
-                   .reshape(-1, x.shape[-1]).T, rows)
-           for i in range(window[0]) for j in range(window[1])]
-  return jnp.stack(grads).reshape(*window, x.shape[-1], out_channels)
-
-
-def _strided_view(x, i, j, out_height, out_width, strides):
-  """x[..., i + strides[0] * r, j + strides[1] * c, :] for every output row r and column c:
-  the pixels of NHWC `x` that window (or kernel) position (i, j) meets."""
-  return x[..., i:i + strides[0] * (out_height - 1) + 1:strides[0],
-           j:j + strides[1] * (out_width - 1) + 1:strides[1], :]
+# The ways `AlexNet(grouped_conv=...)` computes a grouped convolution; the same numbers.
+GROUPED_CONVS = {'split': split_group_conv, 'xla': jax.lax.conv_general_dilated}
 
 
 def max_pool(x: jax.Array, window: int = 3, stride: int = 2) -> jax.Array:
   """Max pooling of NHWC `x` with no padding; window 3 and stride 2 is the paper's
   overlapping pooling.
 
-  Computed as the elementwise maximum of the window*window strided views of `x` rather than
-  as `lax.reduce_window`: the same forward values, and XLA:CPU runs the gradient (a chain of
-  selects it fuses into one loop) 5x to 8x faster than reduce_window's select_and_scatter
-  (benchmarks/max_pool.py, README). Where several inputs of a window tie for the maximum,
-  the gradient is shared among them (jnp.maximum's rule) instead of going to the first; its
-  sum is the same.
+  A `lax.reduce_window`, except on CPUs, where it is `cpu_kernels.max_pool`: the same
+  values, a faster gradient there, and a gradient shared among inputs that tie for a
+  window's maximum instead of given to the first.
   """
   height, width = x.shape[-3:-1]
-  out_height = (height - window) // stride + 1
-  out_width = (width - window) // stride + 1
-  if out_height < 1 or out_width < 1:
+  if height < window or width < window:
     raise ValueError(f'max_pool: a {height}x{width} input is smaller than the {window}x{window} '
                      'window.')
-  views = (_strided_view(x, i, j, out_height, out_width, (stride, stride))
-           for i in range(window) for j in range(window))
-  return functools.reduce(jnp.maximum, views)
+
+  def reduce_window(x):
+    dims = (1,) * (x.ndim - 3) + (window, window, 1)
+    strides = (1,) * (x.ndim - 3) + (stride, stride, 1)
+    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, dims, strides, 'VALID')
+
+  return cpu_kernels.on_cpu(
+      functools.partial(cpu_kernels.max_pool, window=window, stride=stride), reduce_window, x)

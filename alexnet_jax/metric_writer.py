@@ -1,37 +1,62 @@
-"""Where a run's numbers and pictures go: DIR/metrics.jsonl, TensorBoard, PNG files.
+"""Where a run's numbers and pictures go: DIR/metrics.jsonl, TensorBoard, PNG files; and the
+progress reporter that averages, logs and writes the training metrics.
 
-Only process 0 writes (`enabled`). TensorBoard event files are written with TensorFlow's
-core summary op and the metadata TensorBoard's scalar and image plugins read, so writing
-them needs TensorFlow but not the `tensorboard` package (only viewing does). Where
-TensorFlow is absent (an accelerator machine with only jax) the other outputs are written.
+Metrics are named as errors everywhere (fractions in metrics.jsonl and TensorBoard, percent in
+the log), as the paper reports them: `METRICS` lists them. Only process 0 writes (`enabled`).
+TensorBoard event files are written with TensorFlow's core summary op and the metadata
+TensorBoard's scalar and image plugins read, so writing them needs TensorFlow but not the
+`tensorboard` package (only viewing does). Where TensorFlow is absent (an accelerator machine
+with only jax) the other outputs are written.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
-import os
-import struct
-import zlib
+import time
 
+import jax
 import numpy as np
 from absl import logging
 
-from alexnet_jax.files import write_atomically
+from alexnet_jax import files
+from alexnet_jax.workdir import Workdir
+
+METRICS = {
+    'train_loss': 'cross-entropy loss of the training batches, averaged over a log interval',
+    'train_top1_error': 'top-1 error of the training batches (fraction)',
+    'train_top5_error': 'top-5 error of the training batches (fraction)',
+    'learning_rate': 'at the interval\'s last step',
+    'images_per_second': 'training throughput over the interval, evaluations included',
+    'eval_loss': 'cross-entropy of the averaged softmax on the eval split',
+    'eval_top1_error': 'top-1 error on the eval split (fraction)',
+    'eval_top5_error': 'top-5 error on the eval split (fraction)',
+    'eval_examples': 'eval examples scored',
+    'eval_skipped': 'eval examples that could not be decoded',
+}
+# metrics.jsonl of versions that logged accuracies: name -> (name now, whether it was an
+# accuracy, which the error is one minus).
+_OLD_NAMES = {'loss': ('train_loss', False), 'top1': ('train_top1_error', True),
+              'top5': ('train_top5_error', True), 'eval_top1': ('eval_top1_error', True),
+              'eval_top5': ('eval_top5_error', True)}
+
+
+def with_current_names(record: dict) -> dict:
+  """A metrics.jsonl record with today's names: an older version's accuracies as errors."""
+  renamed = {}
+  for name, value in record.items():
+    new_name, accuracy = _OLD_NAMES.get(name, (name, False))
+    renamed[new_name] = 1.0 - value if accuracy else value
+  return renamed
 
 
 def png_bytes(image: np.ndarray) -> bytes:
-  """An 8-bit RGB PNG of a uint8 (H, W, 3) array, with no imaging library."""
-  height, width, _ = image.shape
-  rows = b''.join(b'\x00' + row.tobytes() for row in np.ascontiguousarray(image, np.uint8))
-
-  def chunk(kind: bytes, data: bytes) -> bytes:
-    return (struct.pack('>I', len(data)) + kind + data
-            + struct.pack('>I', zlib.crc32(kind + data) & 0xffffffff))
-
-  header = struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0)
-  return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) + chunk(b'IDAT', zlib.compress(rows))
-          + chunk(b'IEND', b''))
+  """An 8-bit RGB PNG of a uint8 (H, W, 3) array."""
+  from PIL import Image
+  buffer = io.BytesIO()
+  Image.fromarray(np.ascontiguousarray(image, np.uint8), 'RGB').save(buffer, 'PNG')
+  return buffer.getvalue()
 
 
 def kernel_grid(kernels: np.ndarray, columns: int = 16, zoom: int = 3) -> np.ndarray:
@@ -54,18 +79,17 @@ def kernel_grid(kernels: np.ndarray, columns: int = 16, zoom: int = 3) -> np.nda
   return grid.repeat(zoom, axis=0).repeat(zoom, axis=1)
 
 
-def _drop_lines_after(path: str, step: int) -> None:
-  if not os.path.exists(path):
+def _drop_lines_after(path, step: int) -> None:
+  if not path.exists():
     return
   kept = []
-  with open(path) as f:
-    for line in f:
-      try:
-        if line.endswith('\n') and json.loads(line)['step'] <= step:
-          kept.append(line)
-      except ValueError:  # a line cut off by a kill
-        pass
-  write_atomically(path, ''.join(kept))
+  for line in path.read_text().splitlines(keepends=True):
+    try:
+      if line.endswith('\n') and json.loads(line)['step'] <= step:
+        kept.append(line)
+    except ValueError:  # a line cut off by a kill
+      pass
+  files.write_atomically(path, ''.join(kept))
 
 
 class MetricWriter:
@@ -76,16 +100,15 @@ class MetricWriter:
   them, and the resumed run writes those steps again.
   """
 
-  def __init__(self, workdir: str, enabled: bool = True, first_step: int = 0):
-    self.workdir = workdir
+  def __init__(self, workdir: Workdir | str, enabled: bool = True, first_step: int = 0):
+    self.workdir = workdir if isinstance(workdir, Workdir) else Workdir(workdir)
     self.enabled = enabled
     self._summary = None
     if not enabled:
       return
-    os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(workdir, 'metrics.jsonl')
-    _drop_lines_after(path, first_step)
-    self._jsonl = open(path, 'a')
+    self.workdir.path.mkdir(parents=True, exist_ok=True)
+    _drop_lines_after(self.workdir.metrics_file, first_step)
+    self._jsonl = self.workdir.metrics_file.open('a')
     try:
       from alexnet_jax.tensorflow_cpu import tf
     except ImportError:
@@ -97,7 +120,7 @@ class MetricWriter:
       self._plugin = {name: summary_pb2.SummaryMetadata(
           plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=name))
           for name in ('scalars', 'images')}
-      self._summary = tf.summary.create_file_writer(os.path.join(workdir, 'tensorboard'))
+      self._summary = tf.summary.create_file_writer(str(self.workdir.tensorboard_dir))
 
   def write_scalars(self, step: int, values: dict[str, float]) -> None:
     if not self.enabled:
@@ -117,9 +140,8 @@ class MetricWriter:
     """TensorBoard image `name`, and DIR/<name>.png (the latest) as a file to look at."""
     if not self.enabled:
       return
-    path = os.path.join(self.workdir, f'{name}.png')
     png = png_bytes(image)
-    write_atomically(path, png)
+    files.write_atomically(self.workdir.image_file(name), png)
     if self._summary is not None:
       with self._summary.as_default(step=int(step)):
         # The image plugin's layout: [width, height, encoded image, ...] as strings.
@@ -133,3 +155,59 @@ class MetricWriter:
       self._jsonl.close()
       if self._summary is not None:
         self._summary.close()
+
+
+def _duration(seconds: float) -> str:
+  seconds = int(seconds)
+  return f'{seconds // 3600}h{seconds // 60 % 60:02d}m' if seconds >= 3600 else \
+      f'{seconds // 60}m{seconds % 60:02d}s'
+
+
+class ProgressReporter:
+  """Collects each step's metrics (still on the device, so that the host never waits for
+  the step), and every `log_every` steps averages them over the finite steps, writes them
+  with the throughput and logs them with the time left. The first step after a (re)start is
+  timed alone: it includes compilation. Throughput and the time left are wall-clock,
+  evaluations included (the input pipeline keeps filling its buffer during one)."""
+
+  def __init__(self, writer: MetricWriter, *, total_steps: int, batch_size: int,
+               log_every: int, first_step: int):
+    self._writer, self._total, self._batch_size = writer, total_steps, batch_size
+    self._log_every, self._first_step = log_every, first_step
+    self._pending: list[dict] = []
+    self._start = time.time()
+
+  def after_step(self, step: int, metrics: dict[str, jax.Array]) -> None:
+    self._pending.append(metrics)
+    if step == self._first_step + 1:
+      jax.block_until_ready(metrics)
+      logging.info('First step (with compilation) took %.1f s.', time.time() - self._start)
+      self._pending, self._start = [], time.time()
+    if self._pending and (step % self._log_every == 0 or step == self._total):
+      self._report(step)
+
+  def _report(self, step: int) -> None:
+    fetched = jax.device_get(self._pending)
+    elapsed = time.time() - self._start
+    finite = [m for m in fetched if np.isfinite(m['train_loss'])] or fetched
+    logged = {name: float(np.mean([m[name] for m in finite]))
+              for name in ('train_loss', 'train_top1_error', 'train_top5_error')}
+    logged['learning_rate'] = float(fetched[-1]['learning_rate'])
+    logged['images_per_second'] = len(fetched) * self._batch_size / max(elapsed, 1e-9)
+    left = (self._total - step) * elapsed / len(fetched)
+    self._writer.write_scalars(step, logged)
+    logging.info('step %d/%d: loss %.4f, train top-1 error %.2f%%, top-5 error %.2f%%, '
+                 'lr %.5g, %.1f images/s, %s left.', step, self._total, logged['train_loss'],
+                 100 * logged['train_top1_error'], 100 * logged['train_top5_error'],
+                 logged['learning_rate'], logged['images_per_second'], _duration(left))
+    self._pending, self._start = [], time.time()
+
+  def evaluation(self, step: int, result: dict[str, float], view: str,
+                 kernels: np.ndarray) -> None:
+    """Writes and logs an evaluation's result, and the first layer's `kernels`."""
+    self._writer.write_scalars(step, result)
+    self._writer.write_image(step, 'conv1_kernels', kernel_grid(kernels))
+    logging.info('step %d/%d: eval top-1 error %.2f%%, top-5 error %.2f%% on %d examples '
+                 '(%s); %d could not be decoded.', step, self._total,
+                 100 * result['eval_top1_error'], 100 * result['eval_top5_error'],
+                 result['eval_examples'], view, result['eval_skipped'])

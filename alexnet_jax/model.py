@@ -3,12 +3,12 @@
     model = AlexNet(variant='paper', rngs=nnx.Rngs(0))
     logits = model(images)              # (N, 227, 227, 3) float -> (N, 1000) float32
 
-    python -m alexnet_jax.model --variant=paper     # layer table: shapes, params, multiply-adds
+    alexnet-model --variant=paper     # the layer table: shapes, params, multiply-adds
+    (or python -m alexnet_jax.model ...)
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from collections.abc import Iterator
 from typing import Literal
@@ -16,9 +16,10 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import flags
 from flax import nnx
 
-from alexnet_jax import layers
+from alexnet_jax import cli, layers
 
 Init = Literal['paper', 'he']
 GroupedConvImpl = Literal['split', 'xla']
@@ -182,7 +183,7 @@ class AlexNet(nnx.Module):
       raise ValueError(
           f'image_size={image_size} is too small for AlexNet variant {variant!r}: the smallest '
           f'input that leaves every layer a 1x1 output is {smallest}.')
-    if grouped_conv not in ('split', 'xla'):
+    if grouped_conv not in layers.GROUPED_CONVS:
       raise ValueError(f"grouped_conv must be 'split' or 'xla', got {grouped_conv!r}.")
     if not 0.0 <= dropout_rate < 1.0:
       raise ValueError(f'dropout_rate must be in [0, 1), got {dropout_rate}.')
@@ -199,7 +200,6 @@ class AlexNet(nnx.Module):
     self.dtype = dtype
     self.width = width
 
-    conv_fn = layers.split_group_conv if grouped_conv == 'split' else jax.lax.conv_general_dilated
     in_channels = 3
     for i, spec in enumerate(arch.convs, 1):
       kernel_init, bias_init = _initializers(init, spec.paper_bias)
@@ -207,7 +207,7 @@ class AlexNet(nnx.Module):
           in_channels, scaled(spec.features), (spec.kernel, spec.kernel), spec.stride,
           padding=((spec.padding, spec.padding),) * 2, feature_group_count=spec.groups,
           dtype=dtype, kernel_init=kernel_init, bias_init=bias_init,
-          conv_general_dilated=conv_fn, rngs=rngs))
+          conv_general_dilated=layers.GROUPED_CONVS[grouped_conv], rngs=rngs))
       if spec.lrn_groups:
         setattr(self, f'lrn{i}', layers.LocalResponseNorm(groups=spec.lrn_groups))
       in_channels = scaled(spec.features)
@@ -268,6 +268,25 @@ class AlexNet(nnx.Module):
       yield f'conv{i}', getattr(self, f'conv{i}')
     for name in ('fc6', 'fc7', 'fc8'):
       yield name, getattr(self, name)
+
+
+def image_size(config) -> int:
+  """The crop side of a training config: config.image_size, or the variant's own when 0."""
+  return config.image_size or _architecture(config.model.variant).default_image_size
+
+
+def from_config(config, num_classes: int, rngs: nnx.Rngs) -> AlexNet:
+  """The network a training config (an ml_collections.ConfigDict, or anything with its
+  fields as attributes) describes."""
+  m = config.model
+  return AlexNet(m.variant, num_classes, image_size(config), m.dropout_rate, jnp.dtype(m.dtype),
+                 init=m.init, grouped_conv=m.grouped_conv, width=m.width, rngs=rngs)
+
+
+def identity(config, num_classes: int) -> dict:
+  """What a checkpoint's parameters depend on: a checkpoint restores only into the same."""
+  return {'variant': config.model.variant, 'num_classes': num_classes,
+          'image_size': image_size(config), 'width': config.model.width}
 
 
 def count_params(module: nnx.Module) -> int:
@@ -341,17 +360,25 @@ def format_table(model: AlexNet) -> str:
   return '\n'.join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(description='Print the AlexNet layer table.')
-  parser.add_argument('--variant', default='paper', choices=sorted(ARCHITECTURES))
-  parser.add_argument('--image_size', type=int, default=None)
-  parser.add_argument('--num_classes', type=int, default=1000)
-  args = parser.parse_args(argv)
-  # Build the parameters abstractly: the table needs their shapes only.
+def define_flags() -> None:
+  flags.DEFINE_enum('variant', 'paper', sorted(ARCHITECTURES), 'The network.')
+  flags.DEFINE_integer('image_size', None, 'Input side; the variant\'s own when unset.')
+  flags.DEFINE_integer('num_classes', 1000, 'Width of fc8.')
+
+
+def main(argv: list[str]) -> None:
+  cli.no_arguments(argv)
+  args = flags.FLAGS
+  # Built abstractly: the table needs the parameters' shapes only.
   model = nnx.eval_shape(lambda: AlexNet(args.variant, args.num_classes, args.image_size,
                                          rngs=nnx.Rngs(0)))
   print(format_table(model))
 
 
+def run():
+  """The layer table: alexnet-model [--variant=paper] [--image_size=N] [--num_classes=N]."""
+  cli.run(main, define_flags)
+
+
 if __name__ == '__main__':
-  main()
+  run()

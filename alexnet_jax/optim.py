@@ -12,8 +12,8 @@ the velocity, would shrink it at once).
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -23,8 +23,7 @@ from flax import struct
 SCHEDULES = ('plateau', 'steps', 'cosine', 'constant')
 
 
-class PaperSgdState(NamedTuple):
-  velocity: optax.Params
+# The optimiser state: optax.chain's, the velocity being its optax.trace's.
 
 
 def paper_sgd(momentum: float, weight_decay: float) -> optax.GradientTransformationExtraArgs:
@@ -33,16 +32,19 @@ def paper_sgd(momentum: float, weight_decay: float) -> optax.GradientTransformat
   The update it returns is the new velocity v; apply it with `optax.apply_updates`. Weight
   decay applies to every parameter, biases included, as the paper's rule is written.
   """
-  def init(params):
-    return PaperSgdState(jax.tree.map(jnp.zeros_like, params))
+  # trace returns g + momentum * v, so with g = -lr (wd w + dL/dw) it is the paper's v.
+  return optax.chain(optax.add_decayed_weights(weight_decay), _scale_by_minus_learning_rate(),
+                     optax.trace(decay=momentum))
 
-  def update(grads, state, params, *, learning_rate, **unused_extra_args):
-    velocity = jax.tree.map(
-        lambda v, g, w: momentum * v - learning_rate * (weight_decay * w + g),
-        state.velocity, grads, params)
-    return velocity, PaperSgdState(velocity)
 
-  return optax.GradientTransformationExtraArgs(init, update)
+def _scale_by_minus_learning_rate() -> optax.GradientTransformationExtraArgs:
+  """Multiplies by -learning_rate, passed to each update: the rate is the train state's
+  schedule of (step, plateau drops), which optax's count-only schedules cannot see."""
+  def update(updates, state, params=None, *, learning_rate, **unused_extra_args):
+    del params
+    return jax.tree.map(lambda g: -learning_rate * g, updates), state
+
+  return optax.GradientTransformationExtraArgs(optax.init_empty_state, update)
 
 
 @struct.dataclass
@@ -84,21 +86,24 @@ def learning_rate_schedule(
   """
   if schedule not in SCHEDULES:
     raise ValueError(f'unknown lr_schedule {schedule!r}; choose one of {SCHEDULES}.')
-  drop_at = jnp.asarray(sorted(drop_steps), jnp.int32).reshape(-1)
+  if schedule == 'steps':
+    # A step listed twice drops twice; a dict holds it once, so with the product of its drops.
+    drops = collections.Counter(int(s) for s in drop_steps)
+    by_step = optax.piecewise_constant_schedule(
+        base, {s: drop_factor ** n for s, n in drops.items()})
+  elif schedule == 'cosine':
+    by_step = optax.cosine_decay_schedule(base, max(total_steps, 1))
+  else:
+    by_step = optax.constant_schedule(base)
+  # The factor (step + 1) / warmup_steps, reaching 1 at step warmup_steps - 1.
+  warmup = (optax.linear_schedule(1 / warmup_steps, 1.0, warmup_steps - 1)
+            if warmup_steps > 1 else optax.constant_schedule(1.0))
 
   def learning_rate(step, plateau_drops):
     step = jnp.asarray(step, jnp.int32)
+    lr = by_step(step)
     if schedule == 'plateau':
-      lr = base * drop_factor ** plateau_drops.astype(jnp.float32)
-    elif schedule == 'steps':
-      lr = base * drop_factor ** jnp.sum(step >= drop_at).astype(jnp.float32)
-    elif schedule == 'cosine':
-      progress = jnp.minimum(step / max(total_steps, 1), 1.0)
-      lr = base * 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
-    else:
-      lr = jnp.asarray(base, jnp.float32)
-    if warmup_steps > 0:
-      lr = lr * jnp.minimum(1.0, (step + 1) / warmup_steps)
-    return jnp.asarray(lr, jnp.float32)
+      lr = lr * drop_factor ** plateau_drops.astype(jnp.float32)
+    return jnp.asarray(lr * warmup(step), jnp.float32)
 
   return learning_rate

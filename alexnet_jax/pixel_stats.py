@@ -12,15 +12,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 
 import numpy as np
 from absl import logging
 
+from alexnet_jax import files
 from alexnet_jax.errors import DataError
-from alexnet_jax.files import npz_bytes, write_atomically
 
-MEAN_MODES = ('per_pixel', 'per_channel', 'none')
 _FORMAT = 2  # bump when the cache's content changes meaning (2: area-averaged shrinking)
 
 
@@ -36,17 +34,6 @@ class PixelStats:
   rgb_eigenvalues: np.ndarray  # (3,), descending
   rgb_eigenvectors: np.ndarray  # (3, 3), one eigenvector per column
   num_examples: int
-
-  def mean(self, mode: str) -> np.ndarray:
-    """The (size, size, 3) float32 image to subtract: per pixel, per channel or zeros."""
-    if mode == 'per_pixel':
-      return self.mean_image
-    if mode == 'per_channel':
-      channel_mean = self.mean_image.mean(axis=(0, 1), dtype=np.float64)
-      return np.broadcast_to(channel_mean, self.mean_image.shape).astype(np.float32)
-    if mode == 'none':
-      return np.zeros_like(self.mean_image)
-    raise ValueError(f'mean mode {mode!r} is not one of {MEAN_MODES}')
 
 
 @dataclasses.dataclass
@@ -103,25 +90,37 @@ def sum_pixels(source, split: str, start: int, stop: int, resize_size: int, fast
   return sums
 
 
+def gather_sums(sums: PixelSums) -> PixelSums:
+  """Every process's sums added up, in float64 throughout. JAX's arrays default to float32,
+  which would drop the digits the float64 sums keep, so each process's float64 bits travel
+  as uint32 pairs and are added as float64 here."""
+  from jax.experimental import multihost_utils
+  bits = {name: np.ascontiguousarray(getattr(sums, name), np.float64).view(np.uint32)
+          for name in ('image_sum', 'rgb_outer_sum')}
+  gathered = multihost_utils.process_allgather({**bits, 'count': np.array(sums.count)})
+  added = {name: np.ascontiguousarray(gathered[name]).view(np.float64).sum(0) for name in bits}
+  return PixelSums(added['image_sum'], added['rgb_outer_sum'], int(gathered['count'].sum()))
+
+
 def cache_key(source, split: str, resize_size: int, fast_decode: bool) -> dict:
   return {'format': _FORMAT, 'dataset': source.name, 'split': split,
           'resize_size': resize_size, 'fast_decode': fast_decode,
           'num_examples': source.num_examples(split), 'fingerprint': source.fingerprint(split)}
 
 
-def cache_path(cache_dir: str, split: str, resize_size: int) -> str:
-  return os.path.join(cache_dir, f'pixel_stats-{split}-{resize_size}.npz')
+def cache_path(cache_dir: str, split: str, resize_size: int):
+  return files.path(cache_dir) / f'pixel_stats-{split}-{resize_size}.npz'
 
 
-def _load(path: str, key: dict) -> PixelStats | None:
+def _load(path, key: dict) -> PixelStats | None:
   """The cached statistics if they exist and were computed for `key`; None (and why) if not."""
-  if not os.path.exists(path):
+  if not path.exists():
     return None
   try:
-    with np.load(path) as cached:
-      cached_key = json.loads(str(cached['key']))
-      stats = PixelStats(cached['mean_image'], cached['rgb_eigenvalues'],
-                         cached['rgb_eigenvectors'], int(cached['num_examples']))
+    cached = files.read_npz(path)
+    cached_key = json.loads(str(cached['key']))
+    stats = PixelStats(cached['mean_image'], cached['rgb_eigenvalues'],
+                       cached['rgb_eigenvectors'], int(cached['num_examples']))
   except (OSError, ValueError, KeyError) as error:
     logging.warning('Pixel statistics cache %s is unreadable (%s); recomputing.', path, error)
     return None
@@ -134,10 +133,10 @@ def _load(path: str, key: dict) -> PixelStats | None:
   return stats
 
 
-def _save(path: str, key: dict, stats: PixelStats) -> None:
+def _save(path, key: dict, stats: PixelStats) -> None:
   """Replaced whole, so a killed run never leaves a half-written cache."""
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  write_atomically(path, npz_bytes(key=json.dumps(key), **dataclasses.asdict(stats)))
+  path.parent.mkdir(parents=True, exist_ok=True)
+  files.write_npz(path, key=json.dumps(key), **dataclasses.asdict(stats))
 
 
 def load_or_compute(source, split: str, resize_size: int, *, fast_decode: bool = True,
@@ -164,14 +163,7 @@ def load_or_compute(source, split: str, resize_size: int, *, fast_decode: bool =
   start, stop = host_range(source.num_examples(split), process_index, process_count)
   sums = sum_pixels(source, split, start, stop, resize_size, fast_decode)
   if process_count > 1:
-    from jax.experimental import multihost_utils
-    gathered = multihost_utils.process_allgather(
-        {'image_sum': sums.image_sum.astype(np.float32),
-         'rgb_outer_sum': sums.rgb_outer_sum.astype(np.float32),
-         'count': np.array(sums.count)})
-    sums = PixelSums(gathered['image_sum'].sum(0, dtype=np.float64),
-                     gathered['rgb_outer_sum'].sum(0, dtype=np.float64),
-                     int(gathered['count'].sum()))
+    sums = gather_sums(sums)
   stats = sums.stats()
   if stats.num_examples < source.num_examples(split):
     logging.warning('%d image(s) of %s %s could not be decoded and are not in the mean.',

@@ -1,41 +1,39 @@
 """Learning curves of a training run, from its DIR/metrics.jsonl, as one PNG.
 
-    python -m alexnet_jax.plot --workdir=DIR [--output=DIR/learning_curves.png]
+    alexnet-plot --workdir=DIR [--output=DIR/learning_curves.png]
+    (or python -m alexnet_jax.plot ...)
 
 Three panels over the training step: train and eval loss; train and eval top-1 and top-5
 error in percent, with the paper's ImageNet figures as reference lines; the learning rate
-on a log scale. Works on a run that is still training. Needs matplotlib, which the rest of
-alexnet_jax does not.
+on a log scale. Works on a run that is still training, and on the metrics.jsonl of versions
+that logged accuracies. Needs matplotlib, which the rest of alexnet_jax does not.
 """
 
 from __future__ import annotations
 
+import io
 import json
-import os
 
-from absl import app, flags
+from absl import flags
 
-from alexnet_jax.errors import DataError, MissingDataError, UserError, exit_on_user_error
-
-FLAGS = flags.FLAGS
-
-METRICS_FILE = 'metrics.jsonl'
-DEFAULT_OUTPUT = 'learning_curves.png'
+from alexnet_jax import cli, files
+from alexnet_jax.errors import DataError, MissingDataError, UserError
+from alexnet_jax.metric_writer import with_current_names
+from alexnet_jax.workdir import LEARNING_CURVES_FILE, Workdir
 # The paper's one-network errors on the ILSVRC-2012 validation set (Table 2), predicted from
 # the average of 10 crops' softmax.
 PAPER_ERRORS = {'top-1': 40.7, 'top-5': 18.2}
 
 
 def read_metrics(workdir: str) -> list[dict]:
-  """The records of DIR/metrics.jsonl in file order: train lines (step, loss, top1, top5,
-  learning_rate, images_per_second) and eval lines (step, eval_top1, eval_top5, eval_loss,
-  eval_examples, eval_skipped) are separate records, also where they share a step."""
-  path = os.path.join(workdir, METRICS_FILE)
-  if not os.path.isfile(path):
+  """The records of DIR/metrics.jsonl in file order, with today's names
+  (`metric_writer.METRICS`): train lines (step, train_loss, train_top1_error, ...) and eval
+  lines (step, eval_top1_error, ...) are separate records, also where they share a step."""
+  path = Workdir(workdir).metrics_file
+  if not path.is_file():
     raise MissingDataError(f'{path} does not exist: pass the workdir of a training run '
-                           '(train.py --workdir), where it writes metrics.jsonl.')
-  with open(path) as f:
-    lines = f.readlines()
+                           '(alexnet-train --workdir), where it writes metrics.jsonl.')
+  lines = path.read_text().splitlines(keepends=True)
   records = []
   for number, line in enumerate(lines, 1):
     try:
@@ -47,21 +45,21 @@ def read_metrics(workdir: str) -> list[dict]:
     if not isinstance(record, dict) or not isinstance(record.get('step'), int):
       raise DataError(f'line {number} of {path} is not a JSON object with an integer "step": '
                       f'{line.strip()[:80]!r}')
-    records.append(record)
+    records.append(with_current_names(record))
   if not records:
     raise DataError(f'{path} is empty: the run has not logged a step yet (it logs every '
                     'config.log_every_steps steps).')
   return records
 
 
-def _line(axes, records: list[dict], key: str, error: bool = False, **style) -> None:
-  """Plots `key` over the step from the records that have it (an accuracy as error in
-  percent); none where no record has it, so that the legend lists only what is drawn: runs
-  logged before train top-5 existed have none."""
+def _line(axes, records: list[dict], key: str, percent: bool = False, **style) -> None:
+  """Plots `key` over the step from the records that have it (an error in percent); none
+  where no record has it, so that the legend lists only what is drawn: runs logged before
+  train top-5 existed have none."""
   points = [(r['step'], r[key]) for r in records if key in r]
   if points:
     steps, values = zip(*points)
-    axes.plot(steps, [100 * (1 - v) for v in values] if error else values, **style)
+    axes.plot(steps, [100 * v for v in values] if percent else values, **style)
 
 
 def learning_curves(records: list[dict]):
@@ -77,15 +75,16 @@ def learning_curves(records: list[dict]):
   loss, errors, lr = figure.subplots(3, 1, sharex=True)
   train, evaluation = {'linewidth': 1}, {'linestyle': '--', 'marker': 'o', 'markersize': 4}
 
-  _line(loss, records, 'loss', color='C0', label='train loss', **train)
+  _line(loss, records, 'train_loss', color='C0', label='train loss', **train)
   _line(loss, records, 'eval_loss', color='C0', label='eval loss', **evaluation)
   loss.set_ylabel('cross-entropy loss')
   loss.legend()
 
   for k, color in (('1', 'C0'), ('5', 'C1')):
-    _line(errors, records, f'top{k}', error=True, color=color, label=f'train top-{k}', **train)
-    _line(errors, records, f'eval_top{k}', error=True, color=color, label=f'eval top-{k}',
-          **evaluation)
+    _line(errors, records, f'train_top{k}_error', percent=True, color=color,
+          label=f'train top-{k}', **train)
+    _line(errors, records, f'eval_top{k}_error', percent=True, color=color,
+          label=f'eval top-{k}', **evaluation)
     paper = PAPER_ERRORS[f'top-{k}']
     errors.axhline(paper, color=color, linestyle=':', alpha=0.7,
                    label=f'paper top-{k}, ImageNet val, 10 crops: {paper}%')
@@ -106,25 +105,30 @@ def write_plots(workdir: str, output: str | None = None) -> list[str]:
   """Draws DIR/metrics.jsonl's learning curves into `output` (DIR/learning_curves.png when
   None; the extension picks the format); returns the paths written."""
   figure = learning_curves(read_metrics(workdir))
-  figure.suptitle(os.path.abspath(workdir), fontsize='medium')
-  path = output or os.path.join(workdir, DEFAULT_OUTPUT)
-  if os.path.dirname(path):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-  figure.savefig(path, dpi=100)
-  return [path]
+  figure.suptitle(str(Workdir(workdir)), fontsize='medium')
+  path = files.path(output) if output else Workdir(workdir).learning_curves_file
+  path.parent.mkdir(parents=True, exist_ok=True)
+  buffer = io.BytesIO()
+  figure.savefig(buffer, dpi=100, format=path.suffix[1:] or 'png')
+  files.write_atomically(path, buffer.getvalue())
+  return [str(path)]
 
 
-@exit_on_user_error
+def define_flags() -> None:
+  cli.define_workdir('The training run\'s workdir.')
+  flags.DEFINE_string('output', None, f'The image to write (its extension picks the format); '
+                      f'DIR/{LEARNING_CURVES_FILE} when unset.')
+
+
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  for path in write_plots(FLAGS.workdir, FLAGS.output):
+  cli.no_arguments(argv)
+  for path in write_plots(flags.FLAGS.workdir, flags.FLAGS.output):
     print(path)
 
 
+def run():
+  cli.run(main, define_flags)
+
+
 if __name__ == '__main__':
-  # Defined here, not on import, so that importing this module next to another command's
-  # (a notebook, train.py) defines no flag twice.
-  flags.DEFINE_string('workdir', None, 'The training run\'s workdir.', required=True)
-  flags.DEFINE_string('output', None, f'The image to write; DIR/{DEFAULT_OUTPUT} when unset.')
-  app.run(main)
+  run()

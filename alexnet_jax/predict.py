@@ -1,6 +1,7 @@
 """The top-5 classes of images, by a trained network.
 
-    python -m alexnet_jax.predict --workdir=DIR [--step=N|best] IMAGE [IMAGE ...]
+    alexnet-predict --workdir=DIR [--step=N|best] IMAGE [IMAGE ...]
+    (or python -m alexnet_jax.predict ...)
 
 Each image is prepared as the run's evaluation prepares it (shorter side to resize_size,
 centre square, mean subtraction) and scored by the average softmax of the paper's 10 crops.
@@ -11,9 +12,7 @@ from __future__ import annotations
 import numpy as np
 from absl import app, flags
 
-from alexnet_jax.errors import exit_on_user_error
-
-FLAGS = flags.FLAGS
+from alexnet_jax import cli
 
 
 def predict(trained, paths: list[str], top: int = 5) -> list[list[tuple[str, float]]]:
@@ -22,10 +21,10 @@ def predict(trained, paths: list[str], top: int = 5) -> list[list[tuple[str, flo
   import jax
   import jax.numpy as jnp
 
-  from alexnet_jax import config_checks, imagenet_classes, preprocessing
+  from alexnet_jax import imagenet_classes, model, preprocessing
   from alexnet_jax.tensorflow_cpu import tf
   config = trained.config
-  size = config_checks.image_size(config)
+  size = model.image_size(config)
   views = []
   for path in paths:
     try:
@@ -40,7 +39,7 @@ def predict(trained, paths: list[str], top: int = 5) -> list[list[tuple[str, flo
 
   @jax.jit
   def probabilities(params, batch):
-    images = trained.preprocess(batch, lighting=False)
+    images = trained.normalization.apply(batch, lighting=False)
     logits = trained.network.model(params, train=False)(images.reshape(-1, size, size, 3))
     return jax.nn.softmax(logits).reshape(len(paths), 10, -1).mean(1)
 
@@ -53,24 +52,28 @@ def predict(trained, paths: list[str], top: int = 5) -> list[list[tuple[str, flo
   return result
 
 
-@exit_on_user_error
+def define_flags() -> None:
+  cli.define_workdir('The training run\'s workdir.')
+  cli.define_step()
+  flags.DEFINE_integer('top', 5, 'How many classes to print per image.')
+
+
 def main(argv):
   paths = argv[1:]
   if not paths:
     raise app.UsageError('Name one or more image files to classify.')
   from alexnet_jax import inference
-  from alexnet_jax.checkpoints import quiet_library_logs
-  quiet_library_logs()
-  trained = inference.load(FLAGS.workdir, FLAGS.step)
-  for path, classes in zip(paths, predict(trained, paths, FLAGS.top)):
+  args = flags.FLAGS
+  trained = inference.load(args.workdir, args.step)
+  for path, classes in zip(paths, predict(trained, paths, args.top)):
     print(path)
     for name, probability in classes:
       print(f'  {probability:7.2%}  {name}')
 
 
+def run():
+  cli.run(main, define_flags)
+
+
 if __name__ == '__main__':
-  # Defined here, not on import, so that evaluate and predict can both be imported.
-  flags.DEFINE_string('workdir', None, 'The training run\'s workdir.', required=True)
-  flags.DEFINE_string('step', None, 'Checkpoint step, or "best"; the latest when unset.')
-  flags.DEFINE_integer('top', 5, 'How many classes to print per image.')
-  app.run(main)
+  run()

@@ -75,9 +75,9 @@ def _resize(image: tf.Tensor, new_shape: tf.Tensor) -> tf.Tensor:
   when enlarging.
 
   Each output pixel of a shrink is the mean of the source area it covers: antialiased (a
-  500x375 photo does not alias), and 2.5x cheaper in TensorFlow than the antialiased
-  bilinear (triangle) filter, which took half the time of a training view
-  (benchmarks/input_pipeline.py, README). Shrinking and enlarging never mix: both sides scale
+  500x375 photo does not alias), and cheaper in TensorFlow than the antialiased bilinear
+  (triangle) filter, which dominated a training view's time (benchmarks/input_pipeline.py
+  measures the pipeline; docs/performance.md). Shrinking and enlarging never mix: both sides scale
   by the same factor.
   """
 
@@ -169,8 +169,8 @@ def random_crop_view(image_bytes: tf.Tensor, resize_size: int, image_size: int,
   same seed, as `random_offset(square, image_size, seed)`. Instead of resizing the whole
   image and cutting the crop out, the crop's window is mapped back to the source, decoded
   alone (`decode_and_crop_jpeg` skips the rows below it and the colour conversion beside it)
-  and resized straight to image_size: on a 500x375 photo, 59% of the pixels that the whole
-  square would take. It is the square's crop up to the window's placement to the nearest
+  and resized straight to image_size: on a 500x375 photo, well under the pixels that the
+  whole square would take. It is the square's crop up to the window's placement to the nearest
   source pixel (a third of a view pixel at 500x375) and the filter at the window's edges. A
   source whose shorter side is at most resize_size (a 256x256 conversion, a small image) is
   decoded whole, resized if smaller, and cropped: exactly the square's crop.

@@ -5,8 +5,8 @@ decoding and shrinking them is most of the input pipeline's work; converted, eac
 256x256 square `preprocessing.square_image` would cut from it anyway (shorter side to 256,
 centre crop), so later epochs decode a third of the pixels and skip the resize altogether.
 
-    python -m alexnet_jax.resize_dataset --dataset=imagenet2012 --manual_dir=/data/tars \\
-        --output_dir=/data/imagenet2012_256
+    alexnet-resize-dataset --dataset=imagenet2012 --manual_dir=/data/tars \\
+        --output_dir=/data/imagenet2012_256     (or python -m alexnet_jax.resize_dataset ...)
 
 then train with `--config.dataset=/data/imagenet2012_256` (the command prints the line). Any
 `--dataset` that `alexnet_jax.sources.open_source` accepts works. The output is a TFDS data set
@@ -26,7 +26,6 @@ metadata comes last, so an unfinished directory never opens as a data set.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -34,10 +33,10 @@ from collections.abc import Sequence
 
 import tensorflow_datasets as tfds
 import tqdm
-from absl import app, flags, logging
+from absl import flags, logging
 
-from alexnet_jax.errors import DataError, exit_on_user_error
-from alexnet_jax.files import write_atomically
+from alexnet_jax import cli, files
+from alexnet_jax.errors import DataError
 from alexnet_jax.input_pipeline import squares
 from alexnet_jax.sources import FolderSource, Source, TfdsSource, open_source
 from alexnet_jax.tensorflow_cpu import tf
@@ -55,16 +54,15 @@ def read_record(dataset_dir: str) -> dict | None:
   the source's fingerprint and, per shard, its number of examples and of undecodable images
   skipped (None until the shard is complete).
   """
-  path = os.path.join(dataset_dir, RECORD_FILE)
-  if not os.path.exists(path):
+  path = files.path(dataset_dir) / RECORD_FILE
+  if not path.exists():
     return None
-  with open(path) as f:
-    return json.load(f)
+  return files.read_json(path)
 
 
 def _write_record(dataset_dir: str, record: dict) -> None:
   """Replaces the record atomically: a kill never leaves it half written."""
-  write_atomically(os.path.join(dataset_dir, RECORD_FILE), json.dumps(record))
+  files.write_json(files.path(dataset_dir) / RECORD_FILE, record)
 
 
 def _open_record(output_dir: str, settings: dict) -> dict:
@@ -239,10 +237,8 @@ def define_flags() -> None:
                     'resizing (preprocessing.decode_image).')
 
 
-@exit_on_user_error
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  cli.no_arguments(argv)
   args = flags.FLAGS
   source = open_source(args.dataset, args.data_dir, args.manual_dir)
   path = convert(source, args.output_dir, splits=args.splits, size=args.size,
@@ -252,6 +248,9 @@ def main(argv):
   print(f'To train on it: --config.dataset={path}')
 
 
+def run():
+  cli.run(main, define_flags)
+
+
 if __name__ == '__main__':
-  define_flags()
-  app.run(main)
+  run()

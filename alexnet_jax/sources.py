@@ -20,7 +20,7 @@ import os
 
 import tensorflow_datasets as tfds
 
-from alexnet_jax.errors import DataError, MissingDataError
+from alexnet_jax.errors import ConfigError, DataError, MissingDataError
 from alexnet_jax.tensorflow_cpu import tf
 
 FOLDER_PREFIX = 'folder:'
@@ -72,6 +72,11 @@ class Source:
     """
     raise NotImplementedError
 
+  @property
+  def class_names(self) -> list[str]:
+    """The class names in label order (numbers where the data set has none)."""
+    return [str(i) for i in range(self.num_classes)]
+
   def check_split(self, split: str, splits) -> None:
     if split not in splits:
       raise DataError(f'{self.name} has no split {split!r}; its splits are {sorted(splits)}.')
@@ -89,6 +94,10 @@ class TfdsSource(Source):
                        f'features "image" and "label", and has {sorted(features)}.')
     self.num_classes = features['label'].num_classes
     self.cache_dir = os.fspath(builder.data_dir)
+
+  @property
+  def class_names(self) -> list[str]:
+    return list(self.builder.info.features['label'].names) or super().class_names
 
   def num_examples(self, split: str) -> int:
     self.check_split(split, self.builder.info.splits)
@@ -130,6 +139,10 @@ class FolderSource(Source):
     self.classes = sorted(classes)
     self.num_classes = len(self.classes)
     self._files = {}
+
+  @property
+  def class_names(self) -> list[str]:
+    return self.classes
 
   def _class_dirs(self, split):
     split_dir = os.path.join(self.root, split)
@@ -225,3 +238,22 @@ def open_source(dataset: str, data_dir: str | None = None,
   if not builder.is_prepared():
     _prepare(builder, manual_dir)
   return TfdsSource(builder)
+
+
+def open_configured(config) -> Source:
+  """The source a training config names, checked against the config: its splits and number
+  of classes. Reads the data set's description only, no examples."""
+  try:
+    source = open_source(config.dataset, config.data_dir or None, config.manual_dir or None)
+  except DataError as error:
+    raise ConfigError(f'config.dataset={config.dataset!r}: {error}') from None
+  for field in ('train_split', 'eval_split'):
+    try:
+      source.num_examples(config[field])
+    except DataError as error:
+      raise ConfigError(f'config.{field}={config[field]!r}: {error}') from None
+  if config.num_classes and config.num_classes != source.num_classes:
+    raise ConfigError(
+        f'config.num_classes={config.num_classes} but {source.name} has '
+        f'{source.num_classes} classes: set it to {source.num_classes}, or 0 to follow the data.')
+  return source

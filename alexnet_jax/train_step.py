@@ -1,9 +1,10 @@
 """The jitted steps: train (forward, backward, paper SGD), evaluate, and the plateau check.
 
 The network is an NNX module split once into a static graph and plain pytrees; each step
-merges them inside `jax.jit`, so the compiled program sees only arrays (DESIGN.md). The
-train state is replicated over the one-axis `data` mesh and donated to the step; batches are
-split over the mesh. No TensorFlow here.
+merges them inside `jax.jit`, so the compiled program sees only arrays (docs/design.md).
+The train state is replicated over the one-axis `data` mesh and donated to the step; batches
+(`alexnet_jax.batch`) are split over the mesh and turned into the network's input by
+`pixels.Normalization`. No TensorFlow here.
 """
 
 from __future__ import annotations
@@ -16,19 +17,20 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx, struct
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 
-from alexnet_jax import device_input, optim
+from alexnet_jax import optim
+from alexnet_jax.batch import Batch
+from alexnet_jax.distributed import replicated
 from alexnet_jax.model import AlexNet
-
-Batch = dict[str, jax.Array]
+from alexnet_jax.pixels import Normalization
 
 
 @struct.dataclass
 class TrainState:
   step: jax.Array  # int32, steps taken
   params: nnx.State
-  opt_state: optim.PaperSgdState
+  opt_state: optax.OptState
   plateau: optim.Plateau
   nonfinite_steps: jax.Array  # int32, steps not applied for a NaN or infinite loss or gradient
 
@@ -45,23 +47,6 @@ class Network:
   def model(self, params: nnx.State, *, train: bool) -> AlexNet:
     graph = self.train_graph if train else self.eval_graph
     return nnx.merge(graph, params, self.other_state, copy=True)
-
-
-@dataclasses.dataclass(frozen=True)
-class Preprocess:
-  """What the device does to a uint8 batch before the network (device_input.normalize)."""
-  mean_image: jax.Array  # (S, S, 3) float32, 0..255
-  pixel_scale: jax.Array  # (3,) multiplies the mean-subtracted pixels
-  dtype: jnp.dtype
-
-  def __call__(self, batch: Batch, *, lighting: bool) -> jax.Array:
-    pixels = device_input.normalize(batch['image'], batch['crop_offset'], batch['flipped'],
-                                    self.mean_image, batch['lighting'] if lighting else None)
-    return (pixels * self.pixel_scale).astype(self.dtype)
-
-
-def replicated(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, PartitionSpec())
 
 
 def start_state(params: nnx.State, optimizer: optax.GradientTransformation) -> TrainState:
@@ -113,16 +98,16 @@ def keep_if_finite(finite: jax.Array, new, old):
   return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
 
 
-def top1_top5_hits(scores: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Per example: whether its label scores highest, and whether it is among the 5 highest
-  (among all classes where there are fewer)."""
+def top1_top5_misses(scores: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Per example: whether its label does not score highest, and whether it is not among the
+  5 highest (among all classes where there are fewer): the top-1 and top-5 errors."""
   ranked = jax.lax.top_k(scores, min(5, scores.shape[-1]))[1]
-  return ranked[:, 0] == labels, jnp.any(ranked == labels[:, None], -1)
+  return ranked[:, 0] != labels, jnp.all(ranked != labels[:, None], -1)
 
 
 def make_train_step(network: Network, optimizer: optax.GradientTransformationExtraArgs,
                     learning_rate: Callable[[jax.Array, jax.Array], jax.Array],
-                    preprocess: Preprocess, seed: int, mesh: Mesh):
+                    normalization: Normalization, seed: int, mesh: Mesh):
   """state, batch -> state, metrics. Dropout keys come from (seed, step), so a resumed run
   draws the masks an uninterrupted one would.
 
@@ -134,7 +119,7 @@ def make_train_step(network: Network, optimizer: optax.GradientTransformationExt
   dropout_root = jax.random.fold_in(jax.random.key(seed), 1)
 
   def train_step(state: TrainState, batch: Batch):
-    images = preprocess(batch, lighting=True)
+    images = normalization.apply(batch, lighting=True)
     labels = batch['label']
     dropout_key = jax.random.fold_in(dropout_root, state.step)
 
@@ -151,9 +136,9 @@ def make_train_step(network: Network, optimizer: optax.GradientTransformationExt
     params, opt_state = keep_if_finite(
         finite, (optax.apply_updates(state.params, updates), opt_state),
         (state.params, state.opt_state))
-    top1, top5 = top1_top5_hits(logits, labels)
-    metrics = {'loss': loss, 'top1': jnp.mean(top1), 'top5': jnp.mean(top5),
-               'learning_rate': lr, 'finite': finite}
+    top1, top5 = top1_top5_misses(logits, labels)
+    metrics = {'train_loss': loss, 'train_top1_error': jnp.mean(top1),
+               'train_top5_error': jnp.mean(top5), 'learning_rate': lr, 'finite': finite}
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                          nonfinite_steps=state.nonfinite_steps + (~finite).astype(jnp.int32)
                          ), metrics
@@ -161,19 +146,19 @@ def make_train_step(network: Network, optimizer: optax.GradientTransformationExt
   return jax.jit(train_step, out_shardings=replicated(mesh), donate_argnums=0)
 
 
-def make_eval_step(network: Network, preprocess: Preprocess, mesh: Mesh):
-  """params, batch -> sums over the real (unmasked) examples: top-1 and top-5 correct, loss,
+def make_eval_step(network: Network, normalization: Normalization, mesh: Mesh):
+  """params, batch -> sums over the real (unmasked) examples: top-1 and top-5 misses, loss,
   count. Batches of 10 crops (B, 10, H, W, 3) are scored by their average softmax."""
 
   def eval_step(params: nnx.State, batch: Batch):
-    images = preprocess(batch, lighting=False)
+    images = normalization.apply(batch, lighting=False)
     views = images.reshape(-1, *images.shape[-3:])
     logits = network.model(params, train=False)(views)
     probs = jax.nn.softmax(logits).reshape(images.shape[0], -1, logits.shape[-1]).mean(1)
     labels, mask = batch['label'], batch['mask']
-    top1, top5 = top1_top5_hits(probs, labels)
+    top1, top5 = top1_top5_misses(probs, labels)
     label_prob = jnp.take_along_axis(probs, labels[:, None], axis=-1)[:, 0]
-    return {'top1_correct': jnp.sum(top1 & mask), 'top5_correct': jnp.sum(top5 & mask),
+    return {'top1_misses': jnp.sum(top1 & mask), 'top5_misses': jnp.sum(top5 & mask),
             'loss_sum': jnp.sum(jnp.where(mask, -jnp.log(jnp.maximum(label_prob, 1e-30)), 0)),
             'count': jnp.sum(mask)}
 

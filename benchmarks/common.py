@@ -41,6 +41,13 @@ def time_forms(layer: str, forms: dict[str, Callable], x: jax.Array, cotangent: 
   return outputs, seconds
 
 
+def print_ratios(name: str, totals, baseline: str, form: str) -> None:
+  """The machine-readable last line: `baseline`'s seconds over `form`'s, forward and
+  forward+backward, as NAME_fwd=..x NAME_fwd_bwd=..x."""
+  ratios = {pass_: totals[baseline, pass_] / totals[form, pass_] for pass_ in ('fwd', 'fwd+bwd')}
+  print(f'{name}_fwd={ratios["fwd"]:.2f}x {name}_fwd_bwd={ratios["fwd+bwd"]:.2f}x')
+
+
 def describe_device() -> str:
   device = jax.devices()[0]
   return f'{device.platform}: {getattr(device, "device_kind", device)} x{jax.device_count()}'

@@ -1,6 +1,6 @@
 """The kernel gradient of the paper net's 3x3 convolutions two ways: XLA's own (a
-kernel-gradient convolution) and `alexnet_jax.layers.weight_grad_by_matmuls` (one matmul per
-kernel position), which the library uses on CPUs.
+kernel-gradient convolution) and `alexnet_jax.cpu_kernels.weight_grad_by_matmuls` (one matmul
+per kernel position), which the library uses on CPUs.
 
     python -m benchmarks.conv_grad [--batch=64] [--dtype=float32]
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from alexnet_jax.layers import weight_grad_by_matmuls
+from alexnet_jax.cpu_kernels import weight_grad_by_matmuls
 from benchmarks.common import parse_args, time_jitted
 
 # (input H=W, in channels, out channels) per group; all 3x3, stride 1, padding 1.

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from alexnet_jax.layers import local_response_norm
-from benchmarks.common import parse_args, time_forms
+from benchmarks.common import parse_args, print_ratios, time_forms
 
 SHAPES = {'lrn1': (55, 55, 96), 'lrn2': (27, 27, 256)}
 
@@ -58,10 +58,7 @@ def main() -> None:
     np.testing.assert_allclose(outputs['banded_matmul'], outputs['reduce_window'],
                                rtol=1e-5 if args.dtype == 'float32' else 1e-2, atol=1e-6)
 
-  ratios = {pass_: totals['reduce_window', pass_] / totals['banded_matmul', pass_]
-            for pass_ in ('fwd', 'fwd+bwd')}
-  print(f'banded_vs_reduce_window_fwd={ratios["fwd"]:.2f}x '
-        f'banded_vs_reduce_window_fwd_bwd={ratios["fwd+bwd"]:.2f}x')
+  print_ratios('banded_vs_reduce_window', totals, 'reduce_window', 'banded_matmul')
 
 
 if __name__ == '__main__':

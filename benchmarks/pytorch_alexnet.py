@@ -54,7 +54,7 @@ class TorchAlexNet(nn.Module):
   @staticmethod
   def _lrn(x: torch.Tensor) -> torch.Tensor:
     # Within each GPU's half of the channels. torch averages the squares over the window,
-    # so its alpha is the paper's times the window size (README, "Local response
+    # so its alpha is the paper's times the window size (docs/alexnet.md, "Local response
     # normalisation").
     return torch.cat([F.local_response_norm(half, LRN_SIZE, LRN_ALPHA * LRN_SIZE, LRN_BETA,
                                             LRN_K) for half in x.chunk(2, dim=1)], dim=1)

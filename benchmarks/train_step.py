@@ -45,8 +45,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from alexnet_jax import compilation_cache, device_input, distributed, faults, optim, train_step
+from alexnet_jax import compilation_cache, distributed, faults, optim, train_step
 from alexnet_jax.model import AlexNet, layer_table
+from alexnet_jax.pixels import Normalization
 from benchmarks.common import describe_device, time_jitted
 from benchmarks.measure import median_seconds, peak_rss_bytes
 
@@ -138,8 +139,7 @@ def main() -> None:
   network, state = train_step.init(build, optimizer, 0, mesh)
   host_batch = synthetic_batch(args.batch, IMAGE_SIZE, np.random.default_rng(0))
   initial_params = layer_arrays(state.params) if run_pytorch else None
-  preprocess = train_step.Preprocess(jnp.full((RESIZE, RESIZE, 3), MEAN_PIXEL), jnp.ones(3),
-                                     dtype)
+  normalization = Normalization(jnp.full((RESIZE, RESIZE, 3), MEAN_PIXEL), jnp.ones(3), dtype)
 
   def make_step():
     # A small learning rate: the benchmark repeats one batch many times, and at the paper's
@@ -147,9 +147,9 @@ def main() -> None:
     # guard skips every step; the cost of a step does not depend on the rate.
     return train_step.make_train_step(
         network, optimizer, optim.learning_rate_schedule('constant', 1e-5, total_steps=1),
-        preprocess, 0, mesh)
+        normalization, 0, mesh)
 
-  batch = device_input.global_batch(host_batch, mesh)
+  batch = distributed.global_batch(host_batch, mesh)
   compile_seconds = {}
   for phase in ('cold', 'cached'):
     jax.clear_caches()  # forget compiled programs in memory; the disk cache keeps them
@@ -157,18 +157,18 @@ def main() -> None:
     step = make_step().lower(state, batch).compile()
     compile_seconds[phase] = time.perf_counter() - start
   state, metrics = step(state, batch)
-  assert np.isfinite(float(metrics['loss'])), 'the loss is not finite'
+  assert np.isfinite(float(metrics['train_loss'])), 'the loss is not finite'
 
   def train_once():
     nonlocal state
     state = jax.block_until_ready(step(state, batch)[0])
 
   train_seconds = median_seconds(train_once, args.repeats)
-  evaluate = train_step.make_eval_step(network, preprocess, mesh)
+  evaluate = train_step.make_eval_step(network, normalization, mesh)
   eval_seconds = time_jitted(evaluate, state.params, batch, repeats=args.repeats)
   peak_rss = peak_rss_bytes()
   state, last_metrics = step(state, batch)
-  final_loss = float(last_metrics['loss'])
+  final_loss = float(last_metrics['train_loss'])
   assert np.isfinite(final_loss), f'the loss became {final_loss}: the timings include skipped steps'
   if args.guard:
     state = guard_costs(make_step, step, state, batch, args.repeats)

@@ -2,12 +2,11 @@
 
     python train.py --config=configs/default.py --workdir=/tmp/alexnet_shapes
 
-Hardware: 2 CPU cores (no accelerator): 2m21s measured, plus about 10 s the first time to
-build `shapes` (3,000 training and 600 validation JPEGs, 6 classes).
+Hardware: 2 CPU cores (no accelerator): about 2.5 to 3 minutes, plus about 10 s the first
+time to build `shapes` (3,000 training and 600 validation JPEGs, 6 classes).
 
-Expected result: top-1 error 22.7% with the centre crop, 18.5% with 10 crops
-(python -m alexnet_jax.evaluate --workdir=...); chance is 83.3%. README "Results" has the
-curve.
+Expected result: top-1 error about 22-27% with the centre crop and a few points less with 10
+crops (alexnet-evaluate --workdir=...); chance is 83.3%. README "Results" has the curve.
 
 Every other config imports this one and overrides what differs; any field can be overridden
 on the command line as --config.FIELD=VALUE.
@@ -46,7 +45,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.dropout_rate = 0.5
   config.model.dtype = 'float32'  # or 'bfloat16': parameters and updates stay float32
   config.model.init = 'he'  # 'paper' (N(0, 0.01), biases 1) or 'he'
-  config.model.grouped_conv = 'split'  # or 'xla'; same numbers, see README Performance
+  config.model.grouped_conv = 'split'  # or 'xla'; same numbers, see docs/performance.md
   config.model.width = 1.0  # channel multiplier; 1.0 is the paper's network
 
   # Optimiser: the paper's SGD (alexnet_jax/optim.py).
@@ -73,7 +72,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.keep_checkpoints = 2  # the latest few, besides the best
   config.keep_best_checkpoints = 1  # by evaluation top-1 error
 
-  # Faults (README "Reliability").
+  # Faults (docs/reliability.md).
   # Steps whose loss or gradients are NaN or infinite are never applied. With 0 the run stops
   # at the first; with N it skips (and counts) up to N of them and stops at the next.
   config.max_nonfinite_steps = 0

@@ -1,4 +1,5 @@
-"""The command lines the README gives, run as a user would, in subprocesses."""
+"""The command lines the README and docs/performance.md give, run as a user would, in
+subprocesses."""
 
 import os
 import re

@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip('ml_collections')  # absent on accelerator machines with only jax
 
-from alexnet_jax import config_checks  # noqa: E402
+from alexnet_jax import config_checks, model  # noqa: E402
 from alexnet_jax.config_checks import ConfigError  # noqa: E402
 
 CONFIGS = ('default', 'imagenet', 'imagenette', 'torchvision')
@@ -26,7 +26,7 @@ def test_config_is_valid_and_its_docstring_gives_the_command(name):
 def test_imagenet_config_is_the_papers_recipe():
   from configs import imagenet
   config = imagenet.get_config()
-  assert (config.dataset, config.num_classes, config_checks.image_size(config)) == (
+  assert (config.dataset, config.num_classes, model.image_size(config)) == (
       'imagenet2012', 1000, 227)
   assert (config.batch_size, config.learning_rate, config.momentum, config.weight_decay) == (
       128, 0.01, 0.9, 5e-4)
@@ -81,15 +81,15 @@ def test_bad_field_is_named_with_its_valid_values(fields, devices, message):
      "['train', 'validation']."),
 ])
 def test_unknown_data_set_or_split_names_the_field(tf, shapes_data_dir, fields, message):
-  from alexnet_jax.train import open_data
+  from alexnet_jax.sources import open_configured
   with pytest.raises(ConfigError) as error:
-    open_data(bad({'data_dir': shapes_data_dir, **fields}))
+    open_configured(bad({'data_dir': shapes_data_dir, **fields}))
   assert str(error.value).startswith(message)
 
 
 def test_class_count_that_differs_from_the_data_is_refused(tf, shapes_data_dir):
-  from alexnet_jax.train import open_data
+  from alexnet_jax.sources import open_configured
   config = bad({'num_classes': 1000, 'data_dir': shapes_data_dir})
   with pytest.raises(ConfigError, match='config.num_classes=1000 but shapes/1.1.0 has 6 '
                                         'classes: set it to 6, or 0 to follow the data.'):
-    open_data(config)
+    open_configured(config)

@@ -2,6 +2,7 @@
 and the device half of preprocessing, each checked against numpy on a small generated folder."""
 
 import io
+import itertools
 import logging
 import os
 
@@ -58,6 +59,37 @@ def square_images(tf, source, split):
   return squares, np.array(labels)
 
 
+def with_bookkeeping(batches, dataset):
+  """The batches a `ResumableBatches` yields, each with the bookkeeping field it took off
+  ('index' or 'position') read back from `dataset`, a second build of the tf.data pipeline it
+  wraps, which must hold exactly the same batches otherwise."""
+  numbered = []
+  for got, full in itertools.zip_longest(batches, dataset.as_numpy_iterator()):
+    assert got is not None and full is not None, 'the two pipelines differ in length'
+    (name,) = set(full) - set(got)
+    assert name in ('index', 'position') and set(got) <= set(full)
+    for field in got:
+      np.testing.assert_array_equal(got[field], full[field], err_msg=field)
+    numbered.append({**got, name: full[name]})
+  return numbered
+
+
+def numbered_eval_batches(source, split, **kwargs):
+  """`eval_batches` and its batches with their 'index' (from `eval_dataset`)."""
+  from alexnet_jax import input_pipeline
+  batches = input_pipeline.eval_batches(source, split, **kwargs)
+  return batches, with_bookkeeping(batches, input_pipeline.eval_dataset(source, split, **kwargs))
+
+
+def numbered_train_batches(source, split, count, **kwargs):
+  """`train_batches` and its first `count` batches with their 'position' (from
+  `train_dataset`)."""
+  from alexnet_jax import input_pipeline
+  batches = input_pipeline.train_batches(source, split, **kwargs)
+  dataset = input_pipeline.train_dataset(source, split, **kwargs).take(count)
+  return batches, with_bookkeeping(itertools.islice(batches, count), dataset)
+
+
 def test_folder_source_lists_classes_and_files_in_order(source):
   paths, labels = source.files('train')
   assert source.num_classes == 3 and source.classes == list(CLASSES)
@@ -93,9 +125,9 @@ def test_eval_counts_every_example_once_on_every_host(tf, source, process_count,
   from alexnet_jax import input_pipeline
   size, batch = SPLIT_SIZES['validation'], 4
   squares, labels = square_images(tf, source, 'validation')
-  per_host = [list(input_pipeline.eval_batches(
+  per_host = [numbered_eval_batches(
       source, 'validation', batch_size=batch, image_size=CROP, resize_size=RESIZE,
-      ten_crop=ten_crop, process_index=i, process_count=process_count))
+      ten_crop=ten_crop, process_index=i, process_count=process_count)[1]
       for i in range(process_count)]
   expected_batches = input_pipeline.eval_batch_count(size, batch, process_count)
   assert [len(batches) for batches in per_host] == [expected_batches] * process_count
@@ -114,14 +146,38 @@ def test_eval_counts_every_example_once_on_every_host(tf, source, process_count,
 
 
 def test_corrupt_image_is_skipped_and_counted_in_eval(tf, source, caplog):
-  from alexnet_jax import input_pipeline
   with caplog.at_level(logging.WARNING):
-    batches = input_pipeline.eval_batches(source, 'train', batch_size=5, image_size=CROP,
-                                          resize_size=RESIZE)
-    scored = np.concatenate([b['index'][b['mask']] for b in batches])
+    batches, numbered = numbered_eval_batches(source, 'train', batch_size=5, image_size=CROP,
+                                              resize_size=RESIZE)
+    scored = np.concatenate([b['index'][b['mask']] for b in numbered])
   np.testing.assert_array_equal(scored, np.arange(SPLIT_SIZES['train']))  # all but the last
   assert batches.skipped == 1
   assert 'Skipped 1 image(s) that could not be decoded (1 so far)' in caplog.text
+
+
+@pytest.mark.parametrize('ten_crop', [False, True])
+def test_batches_hold_exactly_the_fields_of_the_batch_tables(tf, source, ten_crop):
+  """The pipelines hold every field `alexnet_jax.batch` defines, with its dtype; the iterators
+  the steps read take off the bookkeeping field and leave the rest as they were."""
+  from alexnet_jax import batch as batch_lib
+  from alexnet_jax import input_pipeline
+  eval_kwargs = {'batch_size': 4, 'image_size': CROP, 'resize_size': RESIZE,
+                 'ten_crop': ten_crop}
+  pipelines = {
+      'train': (batch_lib.TRAIN, input_pipeline.train_dataset(source, 'train', **train_kwargs()),
+                input_pipeline.train_batches(source, 'train', **train_kwargs())),
+      'eval': (batch_lib.EVAL, input_pipeline.eval_dataset(source, 'validation', **eval_kwargs),
+               input_pipeline.eval_batches(source, 'validation', **eval_kwargs))}
+  for name, (fields, dataset, batches) in pipelines.items():
+    everything = {field: spec.dtype.as_numpy_dtype
+                  for field, spec in dataset.element_spec.items()}
+    assert everything == {field: f.dtype for field, f in fields.items()}, name
+    full = next(dataset.as_numpy_iterator())
+    assert {field: value.dtype for field, value in full.items()} == everything, name
+    batch = next(batches)
+    assert {field: value.dtype for field, value in batch.items()} == {
+        field: f.dtype for field, f in fields.items() if not f.bookkeeping}, name
+    assert batch_lib.bookkeeping_field(fields) not in batch
 
 
 def train_kwargs(**overrides):
@@ -155,8 +211,8 @@ def test_training_views_are_crops_of_the_right_images(tf, source):
 
 
 def test_training_stream_is_reproducible_from_the_seed(tf, source):
-  from alexnet_jax import input_pipeline
-  run = lambda **kw: take(input_pipeline.train_batches(source, 'train', **train_kwargs(**kw)), 5)  # noqa: E731
+  def run(**kw):
+    return numbered_train_batches(source, 'train', 5, **train_kwargs(**kw))[1]
   first, again, other = run(), run(), run(seed=1)
   for a, b in zip(first, again):
     for field in a:
@@ -181,13 +237,11 @@ def test_every_epoch_is_a_new_order(tf, source):
 def test_stream_started_at_a_position_continues_the_stream(tf, source, start):
   """What a resumed run reads: the stream from `start` on, example for example (the same
   images, crops, flips), within an epoch, at an epoch boundary and after the corrupt image."""
-  from alexnet_jax import input_pipeline
-  per_example = lambda **kw: input_pipeline.train_batches(  # noqa: E731
-      source, 'train', **train_kwargs(batch_size=1, **kw))
-  full = take(per_example(), 40)
+  per_example = lambda count, **kw: numbered_train_batches(  # noqa: E731
+      source, 'train', count, **train_kwargs(batch_size=1, **kw))
+  _, full = per_example(40)
   expected = [b for b in full if b['position'][0] >= start]
-  resumed = per_example(start_position=start)
-  got = take(resumed, len(expected))
+  resumed, got = per_example(len(expected), start_position=start)
   for a, b in zip(expected, got):
     for field in a:
       np.testing.assert_array_equal(a[field], b[field], err_msg=field)
@@ -203,6 +257,7 @@ def test_crop_larger_than_the_square_is_refused(source):
 
 def test_pixel_stats_equal_numpy_over_the_split_and_are_cached(tf, source, tmp_path, caplog):
   from alexnet_jax import pixel_stats
+  from alexnet_jax.pixels import Normalization
   squares, _ = square_images(tf, source, 'train')
   images = np.stack([s for s in squares if s is not None]).astype(np.float64)
   stats = pixel_stats.load_or_compute(source, 'train', RESIZE, cache_dir=str(tmp_path))
@@ -212,8 +267,9 @@ def test_pixel_stats_equal_numpy_over_the_split_and_are_cached(tf, source, tmp_p
   np.testing.assert_allclose(stats.rgb_eigenvectors @ np.diag(stats.rgb_eigenvalues)
                              @ stats.rgb_eigenvectors.T, covariance, rtol=1e-5, atol=1e-9)
   assert np.all(np.diff(stats.rgb_eigenvalues) <= 0)
-  np.testing.assert_allclose(stats.mean('per_channel')[7, 3], images.mean((0, 1, 2)), rtol=1e-6)
-  assert not stats.mean('none').any()
+  mean = lambda mode: Normalization.from_stats(stats, mode, False).mean_image  # noqa: E731
+  np.testing.assert_allclose(mean('per_channel')[7, 3], images.mean((0, 1, 2)), rtol=1e-6)
+  assert not mean('none').any()
 
   cache = tmp_path / f'pixel_stats-train-{RESIZE}.npz'
   cached_bytes = cache.read_bytes()
@@ -222,6 +278,27 @@ def test_pixel_stats_equal_numpy_over_the_split_and_are_cached(tf, source, tmp_p
   assert 'recomputing' not in caplog.text
   np.testing.assert_array_equal(again.mean_image, stats.mean_image)
   assert cache.read_bytes() == cached_bytes  # read, not rewritten
+
+
+def test_gather_sums_adds_in_float64_without_rounding_to_float32():
+  """One process: the gather returns its own sums, bit for bit, also digits float32 drops.
+  (With one process JAX's gather hands numpy arrays back as they are, so this catches a cast
+  in gather_sums itself; tests/test_multihost.py checks the sums that travel between
+  processes.)"""
+  from alexnet_jax import pixel_stats
+  image_sum = np.array([1e9 + 0.5, 1 / 3, 2 ** 30 + 2 ** -10, 123456789.123,
+                        0.1, 7.0]).reshape(1, 2, 3)
+  rgb_outer_sum = np.array([[1e9 + 0.5, 1 / 3, 1 / 7], [1 / 3, 2e8 + 0.25, 1 / 11],
+                            [1 / 7, 1 / 11, 16777217.0]])
+  for values in (image_sum, rgb_outer_sum):  # values float32 cannot hold
+    assert not np.array_equal(values.astype(np.float32).astype(np.float64), values)
+  sums = pixel_stats.PixelSums(image_sum.copy(), rgb_outer_sum.copy(), 7)
+  gathered = pixel_stats.gather_sums(sums)
+  assert gathered.image_sum.dtype == gathered.rgb_outer_sum.dtype == np.float64
+  np.testing.assert_array_equal(gathered.image_sum.view(np.uint64), image_sum.view(np.uint64))
+  np.testing.assert_array_equal(gathered.rgb_outer_sum.view(np.uint64),
+                                rgb_outer_sum.view(np.uint64))
+  assert gathered.count == 7
 
 
 def test_stale_pixel_stats_cache_is_detected_and_recomputed(tf, folder, tmp_path, caplog):
@@ -262,33 +339,34 @@ def test_lighting_offsets_follow_the_pca(tf, source):
   assert not next(plain)['lighting'].any()
 
 
-def test_device_normalize_subtracts_the_mean_crop_as_the_paper_orders(tf, source):
+def test_subtract_mean_subtracts_the_mean_crop_as_the_paper_orders(tf, source):
   """Mean subtracted from the 256 square first, then cropped and mirrored: the device's result
   from offsets and flags must equal doing exactly that in numpy."""
   import jax.numpy as jnp
-  from alexnet_jax import device_input, input_pipeline
+  from alexnet_jax import input_pipeline, pixels
   rng = np.random.default_rng(1)
   mean_image = rng.uniform(0, 255, (RESIZE, RESIZE, 3)).astype(np.float32)
   batch = next(input_pipeline.train_batches(source, 'train', **train_kwargs(batch_size=8)))
   lighting = rng.normal(0, 5, (8, 3)).astype(np.float32)
-  got = device_input.normalize(jnp.asarray(batch['image']), jnp.asarray(batch['crop_offset']),
-                               jnp.asarray(batch['flipped']), jnp.asarray(mean_image),
-                               jnp.asarray(lighting))
+  got = pixels.subtract_mean(jnp.asarray(batch['image']), jnp.asarray(batch['crop_offset']),
+                             jnp.asarray(batch['flipped']), jnp.asarray(mean_image),
+                             jnp.asarray(lighting))
   for row, ((y, x), flipped) in enumerate(zip(batch['crop_offset'], batch['flipped'])):
     image = batch['image'][row][:, ::-1] if flipped else batch['image'][row]
     want = (image.astype(np.float32) - mean_image[y:y + CROP, x:x + CROP]) + lighting[row]
     np.testing.assert_allclose(got[row], want[:, ::-1] if flipped else want, rtol=1e-6)
 
 
-def test_device_normalize_handles_ten_crops(tf, source):
+def test_normalization_handles_ten_crops(tf, source):
+  import jax
   import jax.numpy as jnp
-  from alexnet_jax import device_input, input_pipeline
+  from alexnet_jax import input_pipeline, pixels
   mean_image = np.arange(RESIZE * RESIZE * 3, dtype=np.float32).reshape(RESIZE, RESIZE, 3)
   batch = next(input_pipeline.eval_batches(source, 'validation', batch_size=2, image_size=CROP,
                                            resize_size=RESIZE, ten_crop=True))
-  got = np.asarray(device_input.normalize(
-      jnp.asarray(batch['image']), jnp.asarray(batch['crop_offset']),
-      jnp.asarray(batch['flipped']), jnp.asarray(mean_image), dtype=jnp.bfloat16))
+  normalization = pixels.Normalization(jnp.asarray(mean_image), jnp.ones(3, jnp.float32),
+                                       jnp.dtype(jnp.bfloat16))
+  got = np.asarray(normalization.apply(jax.tree.map(jnp.asarray, batch), lighting=False))
   assert got.shape == (2, 10, CROP, CROP, 3) and got.dtype == jnp.bfloat16
   for crop in range(10):
     y, x = batch['crop_offset'][1, crop]
@@ -299,11 +377,11 @@ def test_device_normalize_handles_ten_crops(tf, source):
 
 def test_global_batch_keeps_rows_in_order_over_the_data_axis():
   import jax
-  from alexnet_jax import device_input
-  mesh = jax.make_mesh((jax.device_count(),), (device_input.DATA_AXIS,))
+  from alexnet_jax import distributed
+  mesh = jax.make_mesh((jax.device_count(),), (distributed.DATA_AXIS,))
   host = {'image': np.arange(4 * 2 * 2 * 3, dtype=np.uint8).reshape(4, 2, 2, 3),
           'label': np.arange(4, dtype=np.int32)}
-  batch = device_input.global_batch(host, mesh)
+  batch = distributed.global_batch(host, mesh)
   assert batch['image'].sharding.spec == jax.sharding.PartitionSpec('data')
   for name in host:
     np.testing.assert_array_equal(np.asarray(batch[name]), host[name])

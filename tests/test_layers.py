@@ -1,6 +1,8 @@
 """Local response normalisation and grouped convolution against independent references."""
 
+import collections
 import functools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -9,6 +11,7 @@ import pytest
 from flax import nnx
 from jax.test_util import check_grads
 
+from alexnet_jax import cpu_kernels
 from alexnet_jax.layers import LocalResponseNorm, local_response_norm, max_pool, split_group_conv
 
 
@@ -188,3 +191,39 @@ def test_split_group_conv_gradients_equal_xla_grouped_conv(kernel, stride, paddi
   xla = jax.grad(functools.partial(loss, jax.lax.conv_general_dilated), (0, 1))(x, w)
   for got, want in zip(ours, xla):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(jnp.abs(want).max()))
+
+
+def compile_with_ops(fn, *args):
+  """`fn` compiled for `args`, and how many of each HLO operation it runs (fusions' insides
+  included). A fresh jit each call: the cpu_kernels switch is read when tracing, and jit
+  would reuse a trace of the same function made under the other setting."""
+  compiled = jax.jit(lambda *inputs: fn(*inputs)).lower(*args).compile()
+  return compiled, collections.Counter(re.findall(r'= \S+ ([a-z][\w-]*)\(', compiled.as_text()))
+
+
+def test_cpu_kernels_run_on_cpus_only_while_enabled():
+  x = jnp.asarray(np.random.default_rng(7).standard_normal((2, 9, 9, 4)), jnp.float32)
+  w = jnp.asarray(np.random.default_rng(8).standard_normal((3, 3, 2, 6)), jnp.float32)
+
+  def loss(x, w):
+    y = split_group_conv(x, w, (1, 1), ((1, 1), (1, 1)), feature_group_count=2,
+                         dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    return jnp.sum(jnp.sin(max_pool(y, 3, 2)))
+
+  grads = jax.grad(loss, (0, 1))
+  enabled, enabled_ops = compile_with_ops(grads, x, w)
+  with cpu_kernels.disabled():
+    assert not cpu_kernels.ENABLED
+    disabled, disabled_ops = compile_with_ops(grads, x, w)
+  assert cpu_kernels.ENABLED
+  for got, want in zip(enabled(x, w), disabled(x, w)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(jnp.abs(want).max()))
+  if jax.default_backend() != 'cpu':
+    assert enabled_ops == disabled_ops
+    return
+  # Enabled: one kernel-gradient matmul per kernel position and group, no pooling window.
+  assert enabled_ops['dot'] == 2 * 9 and enabled_ops['convolution'] == 2 * 2
+  assert not enabled_ops['reduce-window'] and not enabled_ops['select-and-scatter']
+  # Disabled: XLA's kernel-gradient convolutions and reduce_window's pooling.
+  assert disabled_ops['dot'] == 0 and disabled_ops['convolution'] == 3 * 2
+  assert disabled_ops['reduce-window'] + disabled_ops['select-and-scatter'] > 0

@@ -2,6 +2,7 @@
 
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -63,3 +64,37 @@ def test_a_resumed_run_drops_the_lines_after_its_checkpoint_and_a_cut_off_line(t
   writer.close()
   assert [json.loads(line) for line in path.read_text().splitlines()] == [
       {'step': 10, 'loss': 2.0}, {'step': 20, 'loss': 1.5}, {'step': 30, 'loss': 1.0}]
+
+
+def test_reporter_averages_each_interval_over_its_finite_steps(tmp_path, caplog):
+  """The first step after a start is timed alone (compilation); each later interval's line
+  averages its steps, leaving out a NaN step, and takes the last step's learning rate."""
+  import logging
+
+  import jax.numpy as jnp
+
+  from alexnet_jax.metric_writer import METRICS, ProgressReporter
+
+  def step_metrics(loss, top1, top5, lr):
+    return {'train_loss': jnp.float32(loss), 'train_top1_error': jnp.float32(top1),
+            'train_top5_error': jnp.float32(top5), 'learning_rate': jnp.float32(lr)}
+
+  writer = MetricWriter(str(tmp_path))
+  reporter = ProgressReporter(writer, total_steps=5, batch_size=8, log_every=4, first_step=0)
+  with caplog.at_level(logging.INFO):
+    reporter.after_step(1, step_metrics(9.0, 1.0, 1.0, 0.1))
+    reporter.after_step(2, step_metrics(2.0, 0.5, 0.25, 0.1))
+    reporter.after_step(3, step_metrics(float('nan'), 1.0, 1.0, 0.1))
+    reporter.after_step(4, step_metrics(1.0, 0.25, 0.0, 0.01))
+    reporter.after_step(5, step_metrics(0.5, 0.0, 0.0, 0.001))  # the last step
+  writer.close()
+  lines = [json.loads(line) for line in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
+  assert [line['step'] for line in lines] == [4, 5]
+  assert {k: v for k, v in lines[0].items() if k != 'images_per_second'} == {
+      'step': 4, 'train_loss': 1.5, 'train_top1_error': 0.375, 'train_top5_error': 0.125,
+      'learning_rate': pytest.approx(0.01)}
+  assert lines[1]['train_loss'] == 0.5 and lines[1]['learning_rate'] == pytest.approx(0.001)
+  assert set(lines[0]) - {'step'} <= set(METRICS)
+  assert 'First step (with compilation) took' in caplog.text
+  assert re.search(r'step 4/5: loss 1\.5000, train top-1 error 37\.50%, top-5 error 12\.50%, '
+                   r'lr 0\.01, [\d.]+ images/s, 0m00s left\.', caplog.text)

@@ -1,7 +1,5 @@
 """The network against the reference facts of ALEXNET.md: sizes, shapes, init, dropout."""
 
-import contextlib
-import io
 import math
 import os
 import subprocess
@@ -13,6 +11,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from alexnet_jax import cpu_kernels
 from alexnet_jax import model as model_lib
 from alexnet_jax.model import AlexNet, count_params, layer_table, min_image_size
 
@@ -210,10 +209,8 @@ def test_bfloat16_computation_with_float32_parameters():
 
 
 def test_summary_command_prints_the_reference_totals():
-  out = io.StringIO()
-  with contextlib.redirect_stdout(out):
-    model_lib.main(['--variant=paper'])
-  text = out.getvalue()
+  text = subprocess.run([sys.executable, '-m', 'alexnet_jax.model', '--variant=paper'],
+                        capture_output=True, text=True, check=True).stdout
   assert 'total parameters        60,965,224' in text
   assert 'total multiply-adds     724,406,816' in text
   assert '(227 + 2*0 - 11) // 4 + 1 = 55' in text
@@ -224,16 +221,19 @@ def test_summary_command_prints_the_reference_totals():
 def test_package_imports_without_tensorflow():
   # The model must run on machines with jax alone (accelerator hosts, Colab without TF).
   # The device half of the input and cached pixel statistics belong to the step's side too.
-  code = ('import sys, alexnet_jax.model, alexnet_jax.layers, alexnet_jax.device_input; '
-          'import alexnet_jax.pixel_stats; '
+  code = ('import sys, alexnet_jax.model, alexnet_jax.layers, alexnet_jax.pixels; '
+          'import alexnet_jax.batch, alexnet_jax.train_step, alexnet_jax.faults; '
+          'import alexnet_jax.pixel_stats, alexnet_jax.checkpoints, alexnet_jax.metric_writer; '
           'from alexnet_jax import AlexNet; '
-          'assert "tensorflow" not in sys.modules, "alexnet_jax imported tensorflow"')
+          'assert "tensorflow" not in sys.modules, "alexnet_jax imported tensorflow"; '
+          'assert "ml_collections" not in sys.modules, "alexnet_jax imported ml_collections"')
   subprocess.run([sys.executable, '-c', code], check=True)
 
 
-def test_readme_shows_the_current_layer_table():
-  readme = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'README.md')
-  with open(readme) as f:
+def test_docs_show_the_current_layer_table():
+  page = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'docs',
+                      'alexnet.md')
+  with open(page) as f:
     text = f.read()
   assert model_lib.format_table(abstract('paper')) in text
 
@@ -247,3 +247,51 @@ def test_width_scales_every_layer_and_keeps_the_halves_even():
   assert [getattr(odd, f'conv{i}').kernel.shape[-1] for i in range(1, 6)] == [10, 26, 38, 38, 26]
   with pytest.raises(ValueError, match='width must be positive, got 0'):
     AlexNet('paper', width=0, rngs=nnx.Rngs(0))
+
+
+def test_cpu_kernels_switched_off_give_the_same_network():
+  model = AlexNet('paper', num_classes=10, image_size=67, init='he', width=0.25,
+                  rngs=nnx.Rngs(0))
+  model.eval()
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  images = jax.random.uniform(jax.random.key(4), (4, 67, 67, 3), minval=-1, maxval=1)
+  labels = jnp.arange(4)
+
+  def loss_and_grads(params):
+    def loss(params):
+      logits = nnx.merge(graphdef, params, rest)(images)
+      return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], 1))
+    return jax.value_and_grad(loss)(params)
+
+  # A fresh jit for each setting: the switch is read when tracing.
+  on = jax.jit(lambda params: loss_and_grads(params))(params)
+  with cpu_kernels.disabled():
+    off = jax.jit(lambda params: loss_and_grads(params))(params)
+  np.testing.assert_allclose(on[0], off[0], rtol=1e-5)
+  grads_on, grads_off = nnx.to_flat_state(on[1]), dict(nnx.to_flat_state(off[1]))
+  assert len(grads_on) == len(grads_off) == 16
+  for path, grad in grads_on:
+    want = np.asarray(grads_off[path][...])
+    np.testing.assert_allclose(np.asarray(grad[...]), want, rtol=1e-4,
+                               atol=1e-4 * np.abs(want).max(), err_msg=str(path))
+  assert all(np.abs(np.asarray(g[...])).max() > 0 for _, g in grads_on)  # live gradients
+
+
+def test_model_from_a_training_config():
+  from configs import default
+  config = default.get_config()
+  config.model.width = 0.125
+  assert model_lib.image_size(config) == 67
+  model = nnx.eval_shape(lambda: model_lib.from_config(config, 6, nnx.Rngs(0)))
+  assert (model.variant, model.num_classes, model.image_size, model.width) == (
+      'paper', 6, 67, 0.125)
+  assert model.dtype == jnp.float32 and model.dropout6.rate == config.model.dropout_rate
+  assert model_lib.identity(config, 6) == {'variant': 'paper', 'num_classes': 6,
+                                           'image_size': 67, 'width': 0.125}
+  config.image_size = 0  # the variant's own
+  config.model.variant = 'torchvision'
+  config.model.dtype = 'bfloat16'
+  assert model_lib.image_size(config) == 224
+  model = nnx.eval_shape(lambda: model_lib.from_config(config, 6, nnx.Rngs(0)))
+  assert model.image_size == 224 and model.dtype == jnp.bfloat16
+  assert model_lib.identity(config, 6)['image_size'] == 224

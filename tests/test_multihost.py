@@ -1,6 +1,7 @@
 """Several real JAX processes (gloo collectives on the CPU) reading one data set: each reads its
-own part, eval batches become global arrays that count each example once, and the pixel
-statistics summed across processes equal a single process's."""
+own part, eval batches become global arrays that count each example once, the pixel
+statistics summed across processes equal a single process's, and float64 pixel sums are added
+across processes without losing a bit."""
 
 import json
 import os
@@ -10,6 +11,7 @@ import sys
 
 import numpy as np
 
+from tests.multihost_worker import pixel_sums
 from tests.test_input_pipeline import RESIZE, SPLIT_SIZES, folder  # noqa: F401  (fixture)
 
 WORKER = os.path.join(os.path.dirname(__file__), 'multihost_worker.py')
@@ -60,3 +62,15 @@ def test_processes_share_global_batches_and_score_each_example_once(tf, folder, 
   for r in results:
     np.testing.assert_allclose(np.array(r['mean_image']), single.mean_image, rtol=1e-6)
   assert sorted(os.listdir(tmp_path / 'cache')) == [f'pixel_stats-train-{RESIZE}.npz']
+
+  # gather_sums: every process gets the float64 sum of all processes' sums, bit for bit
+  # (JAX, without x64, would carry float64 arrays as float32).
+  own = [pixel_sums(i) for i in range(count)]
+  for name in ('image_sum', 'rgb_outer_sum'):
+    parts = np.stack([getattr(sums, name) for sums in own])
+    expected = parts.sum(0)
+    assert not np.array_equal(parts.astype(np.float32).astype(np.float64).sum(0), expected)
+    for r in results:
+      got = np.array(r['gathered_sums'][name], np.float64)
+      np.testing.assert_array_equal(got.view(np.uint64), expected.view(np.uint64), err_msg=name)
+  assert all(r['gathered_sums']['count'] == sum(sums.count for sums in own) for r in results)

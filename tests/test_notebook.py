@@ -98,8 +98,8 @@ def test_training_follows_the_parameters(executed):
   notebook, workdir = executed
   with open(workdir / 'metrics.jsonl') as f:
     metrics = [json.loads(line) for line in f]
-  assert [m['step'] for m in metrics if 'loss' in m] == [4, 8, 12]
-  evaluations = [m for m in metrics if 'eval_top1' in m]
+  assert [m['step'] for m in metrics if 'train_loss' in m] == [4, 8, 12]
+  evaluations = [m for m in metrics if 'eval_top1_error' in m]
   assert [m['step'] for m in evaluations] == [STEPS]
   assert evaluations[0]['eval_examples'] == 600
   with open(workdir / 'config.json') as f:
@@ -108,7 +108,7 @@ def test_training_follows_the_parameters(executed):
   assert config['image_size'] == 67 and config['eval_batch_size'] == 200
   cell = cell_with(notebook, 'train.train_and_evaluate(')
   # The cell's last expression is the run's final evaluation.
-  assert 'eval_top1' in cell.outputs[-1]['data']['text/plain']
+  assert 'eval_top1_error' in cell.outputs[-1]['data']['text/plain']
   # The training log, and the kernel compiled into the session's cache (tests/conftest.py).
   log = stream(cell, 'stderr')
   assert f'step {STEPS}/{STEPS}: eval top-1 error' in log
@@ -145,6 +145,6 @@ def test_evaluation_prints_centre_and_ten_crop_errors(executed):
   rows = dict(re.findall(r'(centre crop|10 crops) +top-1 error +([\d.]+)%', out))
   assert set(rows) == {'centre crop', '10 crops'} and out.count('(600 examples)') == 2, out
   with open(workdir / 'metrics.jsonl') as f:
-    final = [json.loads(line) for line in f if 'eval_top1' in line][-1]
+    final = [json.loads(line) for line in f if 'eval_top1_error' in line][-1]
   # The centre crop scores the checkpoint as the training's own evaluation did.
-  assert rows['centre crop'] == f'{100 * (1 - final["eval_top1"]):.2f}'
+  assert rows['centre crop'] == f'{100 * final["eval_top1_error"]:.2f}'

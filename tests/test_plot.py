@@ -18,21 +18,34 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 needs_matplotlib = pytest.mark.skipif(importlib.util.find_spec('matplotlib') is None,
                                       reason='matplotlib is not installed')
 
-# As train.py logs them: a train line every 10 steps, the learning rate dropped tenfold after
-# step 20, an evaluation at steps 20 and 40 on lines of their own. No accuracy is 0.5, so an
-# accuracy plotted as such differs from its error.
-TRAIN = [{'step': 10, 'loss': 2.0, 'top1': 0.25, 'top5': 0.625, 'learning_rate': 0.01,
-          'images_per_second': 100.0},
-         {'step': 20, 'loss': 1.5, 'top1': 0.375, 'top5': 0.75, 'learning_rate': 0.01,
-          'images_per_second': 110.0},
-         {'step': 30, 'loss': 1.0, 'top1': 0.625, 'top5': 0.875, 'learning_rate': 0.001,
-          'images_per_second': 120.0},
-         {'step': 40, 'loss': 0.75, 'top1': 0.75, 'top5': 0.9375, 'learning_rate': 0.001,
-          'images_per_second': 130.0}]
-EVAL = [{'step': 20, 'eval_top1': 0.3, 'eval_top5': 0.7, 'eval_loss': 1.6,
+# As alexnet-train logs them: a train line every 10 steps, the learning rate dropped tenfold
+# after step 20, an evaluation at steps 20 and 40 on lines of their own.
+TRAIN = [{'step': 10, 'train_loss': 2.0, 'train_top1_error': 0.75, 'train_top5_error': 0.375,
+          'learning_rate': 0.01, 'images_per_second': 100.0},
+         {'step': 20, 'train_loss': 1.5, 'train_top1_error': 0.625, 'train_top5_error': 0.25,
+          'learning_rate': 0.01, 'images_per_second': 110.0},
+         {'step': 30, 'train_loss': 1.0, 'train_top1_error': 0.375, 'train_top5_error': 0.125,
+          'learning_rate': 0.001, 'images_per_second': 120.0},
+         {'step': 40, 'train_loss': 0.75, 'train_top1_error': 0.25, 'train_top5_error': 0.0625,
+          'learning_rate': 0.001, 'images_per_second': 130.0}]
+EVAL = [{'step': 20, 'eval_top1_error': 0.7, 'eval_top5_error': 0.3, 'eval_loss': 1.6,
          'eval_examples': 600, 'eval_skipped': 0},
-        {'step': 40, 'eval_top1': 0.7, 'eval_top5': 0.9, 'eval_loss': 0.9,
+        {'step': 40, 'eval_top1_error': 0.3, 'eval_top5_error': 0.1, 'eval_loss': 0.9,
          'eval_examples': 600, 'eval_skipped': 0}]
+# The same run as versions before the names were errors logged it: accuracies.
+OLD_RECORDS = [
+    {'step': 10, 'loss': 2.0, 'top1': 0.25, 'top5': 0.625, 'learning_rate': 0.01,
+     'images_per_second': 100.0},
+    {'step': 20, 'loss': 1.5, 'top1': 0.375, 'top5': 0.75, 'learning_rate': 0.01,
+     'images_per_second': 110.0},
+    {'step': 20, 'eval_top1': 0.3, 'eval_top5': 0.7, 'eval_loss': 1.6, 'eval_examples': 600,
+     'eval_skipped': 0},
+    {'step': 30, 'loss': 1.0, 'top1': 0.625, 'top5': 0.875, 'learning_rate': 0.001,
+     'images_per_second': 120.0},
+    {'step': 40, 'loss': 0.75, 'top1': 0.75, 'top5': 0.9375, 'learning_rate': 0.001,
+     'images_per_second': 130.0},
+    {'step': 40, 'eval_top1': 0.7, 'eval_top5': 0.9, 'eval_loss': 0.9, 'eval_examples': 600,
+     'eval_skipped': 0}]
 RECORDS = TRAIN[:2] + EVAL[:1] + TRAIN[2:] + EVAL[1:]
 
 
@@ -77,9 +90,16 @@ def test_curves_plot_losses_errors_in_percent_and_the_learning_rate(tmp_path):
   assert error_axes.get_yscale() == 'linear'
 
 
+def test_an_older_versions_accuracies_are_read_as_errors(tmp_path):
+  records = plot.read_metrics(write_metrics(tmp_path, OLD_RECORDS))
+  assert [set(r) for r in records] == [set(r) for r in RECORDS]
+  for got, want in zip(records, RECORDS):
+    assert got == pytest.approx(want, rel=1e-12), want['step']
+
+
 @needs_matplotlib
 def test_a_run_without_train_top5_plots_no_such_line(tmp_path):
-  old = [{k: v for k, v in r.items() if k != 'top5'} for r in RECORDS]
+  old = [{k: v for k, v in r.items() if k != 'train_top5_error'} for r in RECORDS]
   lines = plotted_lines(plot.learning_curves(plot.read_metrics(write_metrics(tmp_path, old))))
   assert 'train top-5' not in lines and 'train top-1' in lines and 'eval top-5' in lines
 
@@ -111,7 +131,7 @@ def test_command_names_a_missing_metrics_file(tmp_path):
   assert result.returncode == 1
   assert result.stderr.strip().splitlines()[-1] == (
       f'Error: {tmp_path}/metrics.jsonl does not exist: pass the workdir of a training run '
-      '(train.py --workdir), where it writes metrics.jsonl.')
+      '(alexnet-train --workdir), where it writes metrics.jsonl.')
 
 
 def test_empty_and_malformed_files_are_named_with_the_line(tmp_path):

@@ -1,4 +1,4 @@
-"""Faults provoked for real (README "Reliability"): the training command killed with SIGTERM
+"""Faults provoked for real (docs/reliability.md): the training command killed with SIGTERM
 and with SIGKILL in the middle of writing a checkpoint, a disk that fills up, a loss that
 becomes NaN, a process of a two-process run that dies, corrupt and odd images, bad configs."""
 
@@ -105,7 +105,8 @@ def test_sigterm_and_a_kill_mid_checkpoint_resume_to_the_uninterrupted_result(
   assert f'Resumed from checkpoint {killed_at} ' in result.stderr
   assert not partial(checkpoint_entries(workdir))
   assert_same_final_parameters(straight, workdir, steps)
-  losses = lambda w: [(m['step'], m['loss']) for m in read_metrics(w) if 'loss' in m]  # noqa: E731
+  losses = lambda w: [(m['step'], m['train_loss']) for m in read_metrics(w)  # noqa: E731
+                      if 'train_loss' in m]
   # Each step logged once; the first step after each restart is not logged (its time
   # includes compilation), the rest equal the uninterrupted run's.
   assert set(losses(workdir)) <= set(losses(straight))
@@ -166,6 +167,7 @@ def test_nonfinite_loss_stops_or_is_skipped_and_never_reaches_a_checkpoint(
   from alexnet_jax import inference
   from alexnet_jax.errors import NonFiniteError
   from alexnet_jax.train import train_and_evaluate
+  from alexnet_jax.workdir import Workdir
   stopped, skipping = tmp_path / 'stopped', tmp_path / 'skipping'
   config = tiny_config(shapes_data_dir, learning_rate=100.0, lr_schedule='constant',
                        log_every_steps=1, checkpoint_every_steps=1, keep_checkpoints=10)
@@ -176,14 +178,14 @@ def test_nonfinite_loss_stops_or_is_skipped_and_never_reaches_a_checkpoint(
   assert str(error.value).endswith(
       f'The last complete checkpoint is step {bad - 1} in {stopped}/checkpoints, with finite '
       f'parameters.')
-  losses = {m['step']: m['loss'] for m in read_metrics(stopped)}
+  losses = {m['step']: m['train_loss'] for m in read_metrics(stopped)}
   assert np.isnan(losses[bad]) and all(np.isfinite(losses[s]) for s in range(2, bad))
 
   config.max_nonfinite_steps = 2
   with pytest.raises(NonFiniteError, match=rf'at step {bad + 2} \(the 3 such steps are more '
                                            r'than config.max_nonfinite_steps=2\)'):
     train_and_evaluate(config, str(skipping))
-  saved = checkpoints_lib.Checkpoints(str(skipping), keep=10, keep_best=0)
+  saved = checkpoints_lib.Checkpoints(Workdir(skipping), keep=10, keep_best=0)
   assert saved.all_steps() == list(range(1, bad + 2))
   saved.close()
   params = {step: jax.tree.leaves(jax.device_get(inference.load(str(skipping), step).params))

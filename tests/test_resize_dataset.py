@@ -115,11 +115,12 @@ def test_converted_directory_feeds_the_input_pipeline(tf, converted):
   assert dataset.builder.info.features['label'].names == list(CLASSES)
   stored = [(tf.io.decode_jpeg(jpeg).numpy(), label)
             for jpeg, label in stored_examples(converted, 'train')]
-  batches = input_pipeline.eval_batches(dataset, 'train', batch_size=8, image_size=CROP,
-                                        resize_size=SIZE)
-  examples = [(image, label, index) for batch in batches
+  settings = {'batch_size': 8, 'image_size': CROP, 'resize_size': SIZE}
+  batches = input_pipeline.eval_batches(dataset, 'train', **settings)
+  numbered = input_pipeline.eval_dataset(dataset, 'train', **settings).as_numpy_iterator()
+  examples = [(image, label, index) for batch, with_index in zip(batches, numbered, strict=True)
               for image, label, index, mask in zip(batch['image'], batch['label'],
-                                                   batch['index'], batch['mask']) if mask]
+                                                   with_index['index'], batch['mask']) if mask]
   assert batches.skipped == 0
   assert [index for _, _, index in examples] == list(range(SPLIT_SIZES['train']))
   margin = (SIZE - CROP) // 2

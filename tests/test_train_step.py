@@ -6,8 +6,9 @@ import numpy as np
 import optax
 import pytest
 
-from alexnet_jax import device_input, distributed, optim, train_step
+from alexnet_jax import distributed, optim, train_step
 from alexnet_jax.model import AlexNet
+from alexnet_jax.pixels import Normalization
 
 SIZE, RESIZE, CLASSES, LR, WD = 67, 76, 6, 0.05, 5e-4
 
@@ -19,13 +20,13 @@ def setup(dtype=jnp.float32, dropout_rate=0.0, lr=LR):
   optimizer = optim.paper_sgd(0.9, WD)
   network, state = train_step.init(build, optimizer, 0, mesh)
   rng = np.random.default_rng(0)
-  preprocess = train_step.Preprocess(jnp.asarray(rng.uniform(0, 255, (RESIZE, RESIZE, 3)),
-                                                 jnp.float32),
-                                     jnp.full((3,), 1 / 60, jnp.float32), jnp.dtype(dtype))
+  normalization = Normalization(jnp.asarray(rng.uniform(0, 255, (RESIZE, RESIZE, 3)),
+                                            jnp.float32),
+                                jnp.full((3,), 1 / 60, jnp.float32), jnp.dtype(dtype))
   step = train_step.make_train_step(
       network, optimizer, optim.learning_rate_schedule('constant', lr, total_steps=10),
-      preprocess, 0, mesh)
-  return mesh, network, state, preprocess, step
+      normalization, 0, mesh)
+  return mesh, network, state, normalization, step
 
 
 def synthetic_batch(rng, batch=8):
@@ -44,11 +45,11 @@ def test_train_step_applies_the_paper_update_to_the_gradient_of_the_loss():
 
 
 def check_first_update():
-  mesh, network, state, preprocess, step = setup()
-  batch = device_input.global_batch(synthetic_batch(np.random.default_rng(8)), mesh)
+  mesh, network, state, normalization, step = setup()
+  batch = distributed.global_batch(synthetic_batch(np.random.default_rng(8)), mesh)
 
   def loss(params):
-    images = preprocess(batch, lighting=True)
+    images = normalization.apply(batch, lighting=True)
     logits = network.model(params, train=True)(images)
     return (optax.softmax_cross_entropy_with_integer_labels(logits, batch['label']).mean(),
             logits)
@@ -59,13 +60,14 @@ def check_first_update():
   grads = jax.device_get(grads)
   labels = np.asarray(batch['label'])
   ranked = np.argsort(-np.asarray(logits), axis=1, kind='stable')
-  top1 = np.mean(ranked[:, 0] == labels)
-  top5 = np.mean((ranked[:, :5] == labels[:, None]).any(1))
-  assert 0 < top1 < top5 < 1  # a batch on which top-1, top-5 and all classes differ
+  top1_error = np.mean(ranked[:, 0] != labels)
+  top5_error = np.mean(~(ranked[:, :5] == labels[:, None]).any(1))
+  assert 0 < top5_error < top1_error < 1  # a batch on which top-1, top-5 and all classes differ
   state, metrics = step(state, batch)  # donates the old state
   assert int(state.step) == 1
-  assert float(metrics['loss']) == pytest.approx(float(expected_loss), rel=1e-6)
-  assert (float(metrics['top1']), float(metrics['top5'])) == (top1, top5)
+  assert float(metrics['train_loss']) == pytest.approx(float(expected_loss), rel=1e-6)
+  assert (float(metrics['train_top1_error']), float(metrics['train_top5_error'])) == (
+      top1_error, top5_error)
   assert float(metrics['learning_rate']) == pytest.approx(LR)
   # First step from zero velocity: w1 = w0 + v1 = w0 - lr (wd w0 + g).
   expected = jax.tree.map(lambda w, g: w - LR * (WD * w + g), params0, grads)
@@ -80,8 +82,8 @@ def test_bfloat16_steps_keep_float32_parameters_and_follow_float32():
     mesh, _, state, _, step = setup(dtype, lr=1e-3)
     losses[dtype] = []
     for batch in rng_batches:
-      state, metrics = step(state, device_input.global_batch(batch, mesh))
-      losses[dtype].append(float(metrics['loss']))
+      state, metrics = step(state, distributed.global_batch(batch, mesh))
+      losses[dtype].append(float(metrics['train_loss']))
     assert {leaf.dtype for leaf in jax.tree.leaves(state.params)} == {jnp.dtype('float32')}
     assert {leaf.dtype for leaf in jax.tree.leaves(state.opt_state)} == {jnp.dtype('float32')}
   np.testing.assert_allclose(losses[jnp.bfloat16], losses[jnp.float32], rtol=0.02)
@@ -95,32 +97,31 @@ def test_dropout_masks_follow_the_step_not_the_call():
   losses = []
   for _ in range(2):
     mesh, _, state, _, step = setup(dropout_rate=0.5)
-    global_batch = device_input.global_batch(batch, mesh)
+    global_batch = distributed.global_batch(batch, mesh)
     state, first = step(state, global_batch)
     _, second = step(state, global_batch)
-    losses.append((float(first['loss']), float(second['loss'])))
+    losses.append((float(first['train_loss']), float(second['train_loss'])))
   assert losses[0] == losses[1]
   assert losses[0][0] != losses[0][1]
 
 
 def test_eval_step_counts_only_unmasked_examples():
-  mesh, network, state, preprocess, _ = setup()
-  evaluate = train_step.make_eval_step(network, preprocess, mesh)
+  mesh, network, state, normalization, _ = setup()
+  evaluate = train_step.make_eval_step(network, normalization, mesh)
   batch = synthetic_batch(np.random.default_rng(3), batch=8)
   batch['mask'] = np.arange(8) < 5
-  sums = jax.device_get(evaluate(state.params, device_input.global_batch(batch, mesh)))
+  sums = jax.device_get(evaluate(state.params, distributed.global_batch(batch, mesh)))
   logits = network.model(state.params, train=False)(
-      preprocess(jax.tree.map(jnp.asarray, batch), lighting=False))
+      normalization.apply(jax.tree.map(jnp.asarray, batch), lighting=False))
   ranked = np.argsort(-np.asarray(logits), axis=1)
   assert sums['count'] == 5
-  assert sums['top1_correct'] == np.sum(ranked[:5, 0] == batch['label'][:5])
-  assert sums['top5_correct'] == np.sum((ranked[:5, :5] == batch['label'][:5, None]).any(1))
+  assert sums['top1_misses'] == np.sum(ranked[:5, 0] != batch['label'][:5])
+  assert sums['top5_misses'] == np.sum(~(ranked[:5, :5] == batch['label'][:5, None]).any(1))
 
 
 def test_normalize_std_divides_each_channel_by_its_standard_deviation():
   pytest.importorskip('ml_collections')
   from alexnet_jax.pixel_stats import PixelStats
-  from alexnet_jax.train import normalization
   from configs import default
   rng = np.random.default_rng(4)
   mixing = np.linalg.qr(rng.normal(size=(3, 3)))[0]
@@ -130,13 +131,15 @@ def test_normalize_std_divides_each_channel_by_its_standard_deviation():
                      eigenvectors[:, ::-1], 10)
   config = default.get_config()
   config.normalize_std, config.mean = True, 'per_channel'
-  norm = normalization(config, stats)
-  np.testing.assert_allclose(norm['pixel_scale'], 1 / (255 * np.sqrt(np.diag(covariance))),
+  from_config = lambda: Normalization.from_stats(  # noqa: E731
+      stats, mean=config.mean, normalize_std=config.normalize_std)
+  norm = from_config()
+  np.testing.assert_allclose(norm.pixel_scale, 1 / (255 * np.sqrt(np.diag(covariance))),
                              rtol=1e-6)
-  np.testing.assert_allclose(norm['mean_image'], np.broadcast_to(
+  np.testing.assert_allclose(norm.mean_image, np.broadcast_to(
       stats.mean_image.mean((0, 1)), (8, 8, 3)), rtol=1e-6)
   config.normalize_std = False
-  np.testing.assert_array_equal(normalization(config, stats)['pixel_scale'], np.ones(3))
+  np.testing.assert_array_equal(from_config().pixel_scale, np.ones(3))
 
 
 def test_a_step_with_a_nonfinite_gradient_is_not_applied_and_is_counted():
@@ -146,16 +149,16 @@ def test_a_step_with_a_nonfinite_gradient_is_not_applied_and_is_counted():
   mesh, _, state, _, step = setup()
   rng = np.random.default_rng(3)
   good = synthetic_batch(rng)
-  state, _ = step(state, device_input.global_batch(good, mesh))  # a non-zero velocity
+  state, _ = step(state, distributed.global_batch(good, mesh))  # a non-zero velocity
   before = jax.device_get((state.params, state.opt_state))
   poisoned = {**synthetic_batch(rng), 'lighting': np.full((8, 3), np.inf, np.float32)}
-  state, metrics = step(state, device_input.global_batch(poisoned, mesh))
-  assert not bool(metrics['finite']) and np.isnan(float(metrics['loss']))
+  state, metrics = step(state, distributed.global_batch(poisoned, mesh))
+  assert not bool(metrics['finite']) and np.isnan(float(metrics['train_loss']))
   assert (int(state.step), int(state.nonfinite_steps)) == (2, 1)
   for got, want in zip(jax.tree.leaves(jax.device_get((state.params, state.opt_state))),
                        jax.tree.leaves(before)):
     np.testing.assert_array_equal(got, want)
-  state, metrics = step(state, device_input.global_batch(good, mesh))
+  state, metrics = step(state, distributed.global_batch(good, mesh))
   assert bool(metrics['finite']) and int(state.nonfinite_steps) == 1
   assert not np.array_equal(jax.device_get(state.params['conv1']['kernel'].get_value()),
                             before[0]['conv1']['kernel'].get_value())

@@ -1,0 +1,85 @@
+"""The one pattern of every command (`alexnet-train`, `alexnet-evaluate`, ...): absl flags,
+errors a user can act on as one `Error:` line, and the same logging.
+
+Each command module has `define_flags()` and `main(argv)`, and its console entry point
+`run()` calls `cli.run(main, define_flags)`; `python -m alexnet_jax.X` does the same. Flags
+are defined when the command runs, not on import, so that a notebook or a test can import
+several commands' modules (which share flag names such as --workdir).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging as python_logging
+import os
+import sys
+from collections.abc import Callable
+
+from absl import app, flags, logging
+
+from alexnet_jax.errors import PeerLostError, UserError
+
+
+def define_workdir(help_text: str, required: bool = True) -> None:
+  flags.DEFINE_string('workdir', None, help_text, required=required)
+
+
+def define_step() -> None:
+  flags.DEFINE_string('step', None, 'Checkpoint step, or "best" (the lowest evaluation top-1 '
+                      'error); the latest when unset.')
+
+
+def no_arguments(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+
+
+def quiet_library_logs() -> None:
+  """Keeps Orbax's per-save INFO lines (a dozen per checkpoint) out of the log; its warnings
+  and errors still show."""
+  logging.get_absl_handler().addFilter(
+      lambda record: record.levelno >= python_logging.WARNING or
+      f'{os.sep}orbax{os.sep}' not in record.pathname)
+
+
+def exit_on_user_error(main: Callable) -> Callable:
+  """Wraps a command's main: a UserError ends the program with `Error: <message>` on stderr
+  and status 1, without a traceback."""
+
+  @functools.wraps(main)
+  def wrapped(*args, **kwargs):
+    try:
+      return main(*args, **kwargs)
+    except PeerLostError as error:
+      print(f'Error: {error}', file=sys.stderr, flush=True)
+      # Not sys.exit: JAX's exit barrier would wait for the lost process until the timeout,
+      # then abort with a stack dump that buries this message.
+      os._exit(1)
+    except UserError as error:
+      print(f'Error: {error}', file=sys.stderr, flush=True)
+      # The message is the last line: a failed checkpoint write leaves Orbax's sibling write
+      # tasks to fail the same way, and at exit its threads print "Event loop is closed"
+      # tracebacks (and asyncio "exception was never retrieved") that would bury it. The
+      # exit handlers still run; only their noise is dropped.
+      python_logging.getLogger('asyncio').setLevel(python_logging.CRITICAL)
+      devnull = os.open(os.devnull, os.O_WRONLY)
+      os.dup2(devnull, sys.stderr.fileno())
+      sys.exit(1)
+
+  return wrapped
+
+
+def run(main: Callable[[list[str]], None], define_flags: Callable[[], None]) -> None:
+  """Defines the command's flags, then runs `main` under absl with the shared handling."""
+  defined_before = set(flags.FLAGS)
+  define_flags()
+  # --help lists the command's own flags, also when run through a console script (whose
+  # module defines none).
+  for name in set(flags.FLAGS) - defined_before:
+    flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
+
+  def main_with_logging(argv):
+    quiet_library_logs()
+    return main(argv)
+
+  app.run(exit_on_user_error(main_with_logging))
