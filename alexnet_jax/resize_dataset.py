@@ -65,11 +65,11 @@ def _write_record(dataset_dir: str, record: dict) -> None:
   files.write_json(files.path(dataset_dir) / RECORD_FILE, record)
 
 
-def _open_record(output_dir: str, settings: dict) -> dict:
+def _open_record(output_dir, settings: dict) -> dict:
   """The earlier run's record where its settings are these, a new one for an empty directory."""
   record = read_record(output_dir)
   if record is None:
-    if os.path.isdir(output_dir) and os.listdir(output_dir):
+    if output_dir.is_dir() and any(output_dir.iterdir()):
       raise DataError(f'{output_dir} is not empty and holds no {RECORD_FILE}: convert into a '
                        f'new or empty directory.')
     return {**settings, 'splits': {}}
@@ -132,7 +132,7 @@ def _encoded_squares(source: Source, split: str, start: int, stop: int, size: in
   return dataset.map(encode, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def _shard_template(output_dir: str, name: str, split: str) -> tfds.core.ShardedFileTemplate:
+def _shard_template(output_dir, name: str, split: str) -> tfds.core.ShardedFileTemplate:
   return tfds.core.ShardedFileTemplate(data_dir=output_dir, dataset_name=name, split=split,
                                        filetype_suffix='tfrecord')
 
@@ -152,14 +152,14 @@ def convert(source: Source, output_dir: str, *, splits: Sequence[str], size: int
   Resumes an earlier conversion into `output_dir`, whose splits it completes too; fails where
   that one had other settings or the source has changed since.
   """
-  output_dir = os.path.abspath(os.path.expanduser(output_dir))
+  output_dir = files.path(output_dir)
   settings = {'format': _FORMAT, 'source': source.name, 'size': size, 'quality': quality,
               'fast_decode': fast_decode, 'examples_per_shard': examples_per_shard}
   record = _open_record(output_dir, settings)
   # The metadata must list every split with shards in the directory: an earlier run's too.
   splits = list(dict.fromkeys([*record['splits'], *splits]))
   _add_splits(source, record, splits, output_dir)
-  os.makedirs(output_dir, exist_ok=True)
+  output_dir.mkdir(parents=True, exist_ok=True)
   _write_record(output_dir, record)
   name = _dataset_name(source, size)
   features = _features(source, size)
@@ -172,9 +172,9 @@ def convert(source: Source, output_dir: str, *, splits: Sequence[str], size: int
       path = template.sharded_filepath(shard_index=shard, num_shards=len(shard_lengths))
       if length is None or not path.exists():
         missing.append((split, shard, path))
-  info_path = os.path.join(output_dir, 'dataset_info.json')
-  if missing and os.path.exists(info_path):
-    os.remove(info_path)  # it would declare the directory complete while shards are missing
+  info_path = output_dir / 'dataset_info.json'
+  if missing and info_path.exists():
+    info_path.unlink()  # it would declare the directory complete while shards are missing
 
   def shard_range(split, shard):
     num_examples = record['splits'][split]['num_examples']
@@ -193,7 +193,7 @@ def convert(source: Source, output_dir: str, *, splits: Sequence[str], size: int
           writer.write(features.serialize_example({'image': jpeg, 'label': label}))
           length += 1
           progress.update()
-      os.replace(temp_path, path)
+      temp_path.replace(path)
       progress.update(stop - start - length)
       entry = record['splits'][split]
       entry['shard_lengths'][shard], entry['skipped'][shard] = length, stop - start - length
@@ -206,8 +206,8 @@ def convert(source: Source, output_dir: str, *, splits: Sequence[str], size: int
   for split in splits:
     template = _shard_template(output_dir, name, split)
     shard_lengths = record['splits'][split]['shard_lengths']
-    num_bytes = sum(os.path.getsize(template.sharded_filepath(
-        shard_index=shard, num_shards=len(shard_lengths))) for shard in range(len(shard_lengths)))
+    num_bytes = sum(template.sharded_filepath(shard_index=shard, num_shards=len(shard_lengths))
+                    .stat().length for shard in range(len(shard_lengths)))
     split_infos.append(tfds.core.SplitInfo(name=split, shard_lengths=shard_lengths,
                                            num_bytes=num_bytes))
   # No check_data: it reads the first split's first example, and the shards were serialised
@@ -218,7 +218,7 @@ def convert(source: Source, output_dir: str, *, splits: Sequence[str], size: int
                   f'written by alexnet_jax.resize_dataset.',
       supervised_keys=('image', 'label'))
   logging.info('Converted %s into %s:\n%s', source.name, output_dir, summary(record))
-  return output_dir
+  return str(output_dir)
 
 
 def define_flags() -> None:

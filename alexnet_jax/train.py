@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import jax
 import ml_collections
+import numpy as np
 from absl import flags, logging
 
 from alexnet_jax import (checkpoints as checkpoints_lib, cli, compilation_cache, config_checks,
@@ -202,10 +203,10 @@ def restore(checkpoints: checkpoints_lib.Checkpoints, state: train_step.TrainSta
 def gathered_record(identity: dict, batches) -> RunRecord:
   """The run record of this moment: every process's stream position and skip count (a
   collective with several processes; Orbax writes the JSON from process 0)."""
-  streams = [[batches.next_position, batches.skipped]]
+  streams = np.array([[batches.next_position, batches.skipped]])
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
-    streams = multihost_utils.process_allgather(streams[0]).tolist()
+    streams = multihost_utils.process_allgather(streams[0])
   return RunRecord(identity, [int(p) for p, _ in streams], [int(s) for _, s in streams],
                    len(streams))
 
