@@ -23,14 +23,12 @@ from flax import struct
 SCHEDULES = ('plateau', 'steps', 'cosine', 'constant')
 
 
-# The optimiser state: optax.chain's, the velocity being its optax.trace's.
-
-
 def paper_sgd(momentum: float, weight_decay: float) -> optax.GradientTransformationExtraArgs:
   """The paper's SGD as an optax transformation; `update` takes `learning_rate=` each step.
 
   The update it returns is the new velocity v; apply it with `optax.apply_updates`. Weight
-  decay applies to every parameter, biases included, as the paper's rule is written.
+  decay applies to every parameter, biases included, as the paper's rule is written. The
+  state is optax.chain's; the velocity is its optax.trace's.
   """
   # trace returns g + momentum * v, so with g = -lr (wd w + dL/dw) it is the paper's v.
   return optax.chain(optax.add_decayed_weights(weight_decay), _scale_by_minus_learning_rate(),

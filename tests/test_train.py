@@ -299,4 +299,4 @@ def test_default_config_ends_far_above_chance(tf, shapes_data_dir, tmp_path):
   config.data_dir = str(shapes_data_dir)
   result = train_and_evaluate(config, str(tmp_path))
   assert result['eval_examples'] == 600
-  assert result['eval_top1_error'] < 0.4  # chance is 5/6; about 0.22-0.27 (README Results)
+  assert result['eval_top1_error'] < 0.4  # chance is 5/6; about 0.22-0.29 (README Results)
