@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from absl import flags, logging
 
-from alexnet_jax import cli, distributed, files
+from alexnet_jax import cli, distributed, files, model
 
 VIEWS = {'centre': 'centre crop', 'ten_crop': '10 crops'}
 
@@ -21,7 +21,7 @@ VIEWS = {'centre': 'centre crop', 'ten_crop': '10 crops'}
 def score(eval_step, params, source, config, mesh, *, ten_crop: bool) -> dict[str, float]:
   """Top-1 and top-5 error, loss, the number of examples scored on config.eval_split and the
   number that could not be decoded (all processes together)."""
-  from alexnet_jax import input_pipeline, model
+  from alexnet_jax import input_pipeline
   hosts = distributed.hosts()
   batch_size = (config.eval_batch_size or config.batch_size) // hosts['process_count']
   batches = input_pipeline.eval_batches(

@@ -38,7 +38,7 @@ from absl import flags, logging
 from alexnet_jax import cli, files
 from alexnet_jax.errors import DataError
 from alexnet_jax.input_pipeline import squares
-from alexnet_jax.sources import FolderSource, Source, TfdsSource, open_source
+from alexnet_jax.sources import FolderSource, Source, open_source
 from alexnet_jax.tensorflow_cpu import tf
 
 RECORD_FILE = 'conversion.json'
@@ -109,15 +109,9 @@ def _dataset_name(source: Source, size: int) -> str:
 
 
 def _features(source: Source, size: int) -> tfds.features.FeaturesDict:
-  if isinstance(source, FolderSource):
-    label = tfds.features.ClassLabel(names=source.classes)
-  elif isinstance(source, TfdsSource):
-    label = tfds.features.ClassLabel(names=source.builder.info.features['label'].names)
-  else:
-    label = tfds.features.ClassLabel(num_classes=source.num_classes)
   return tfds.features.FeaturesDict({
       'image': tfds.features.Image(shape=(size, size, 3), encoding_format='jpeg'),
-      'label': label})
+      'label': tfds.features.ClassLabel(names=source.class_names)})
 
 
 def _encoded_squares(source: Source, split: str, start: int, stop: int, size: int,

@@ -53,6 +53,7 @@ class Source:
 
   name: str
   num_classes: int
+  class_names: list[str]  # in label order
   cache_dir: str  # where files derived from the data (pixel statistics) are kept
 
   def num_examples(self, split: str) -> int:
@@ -72,11 +73,6 @@ class Source:
     """
     raise NotImplementedError
 
-  @property
-  def class_names(self) -> list[str]:
-    """The class names in label order (numbers where the data set has none)."""
-    return [str(i) for i in range(self.num_classes)]
-
   def check_split(self, split: str, splits) -> None:
     if split not in splits:
       raise DataError(f'{self.name} has no split {split!r}; its splits are {sorted(splits)}.')
@@ -93,11 +89,9 @@ class TfdsSource(Source):
       raise DataError(f'{self.name} is not an image classification data set: it needs '
                        f'features "image" and "label", and has {sorted(features)}.')
     self.num_classes = features['label'].num_classes
+    # TFDS names the classes of a ClassLabel without names by their numbers.
+    self.class_names = list(features['label'].names)
     self.cache_dir = os.fspath(builder.data_dir)
-
-  @property
-  def class_names(self) -> list[str]:
-    return list(self.builder.info.features['label'].names) or super().class_names
 
   def num_examples(self, split: str) -> int:
     self.check_split(split, self.builder.info.splits)
@@ -136,13 +130,9 @@ class FolderSource(Source):
     classes = {c for split in self.splits for c in self._class_dirs(split)}
     if not classes:
       raise DataError(f'image folder {self.root} has no <split>/<class>/ folders.')
-    self.classes = sorted(classes)
-    self.num_classes = len(self.classes)
+    self.class_names = sorted(classes)
+    self.num_classes = len(self.class_names)
     self._files = {}
-
-  @property
-  def class_names(self) -> list[str]:
-    return self.classes
 
   def _class_dirs(self, split):
     split_dir = os.path.join(self.root, split)
@@ -154,7 +144,7 @@ class FolderSource(Source):
     self.check_split(split, self.splits)
     if split not in self._files:
       paths, labels = [], []
-      for label, name in enumerate(self.classes):
+      for label, name in enumerate(self.class_names):
         class_dir = os.path.join(self.root, split, name)
         if os.path.isdir(class_dir):
           names = sorted(f for f in os.listdir(class_dir)

@@ -92,7 +92,7 @@ def numbered_train_batches(source, split, count, **kwargs):
 
 def test_folder_source_lists_classes_and_files_in_order(source):
   paths, labels = source.files('train')
-  assert source.num_classes == 3 and source.classes == list(CLASSES)
+  assert source.num_classes == 3 and source.class_names == list(CLASSES)
   assert source.num_examples('train') == SPLIT_SIZES['train'] + 1
   assert labels == sorted(labels)
   assert [os.path.basename(p) for p in paths[-2:]] == ['11.jpg', 'zz_corrupt.jpg']

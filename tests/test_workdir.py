@@ -1,0 +1,48 @@
+"""The path layer (alexnet_jax/files.py) and the workdir's run files (alexnet_jax/workdir.py)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip('ml_collections')  # absent on accelerator machines with only jax
+
+from alexnet_jax import files  # noqa: E402
+from alexnet_jax.errors import MissingDataError  # noqa: E402
+from alexnet_jax.pixels import Normalization  # noqa: E402
+from alexnet_jax.workdir import Workdir  # noqa: E402
+
+
+def test_local_paths_are_made_absolute_and_urls_are_kept(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  assert str(files.path('run')) == str(tmp_path / 'run')
+  assert str(files.path('~/run')) == os.path.join(os.path.expanduser('~'), 'run')
+  # Not a local path: `gs:/bucket/run` in the current directory would be the wrong place.
+  assert str(files.path('gs://bucket/run') / 'config.json') == 'gs://bucket/run/config.json'
+
+
+def test_a_file_is_replaced_whole_and_no_temporary_is_left(tmp_path):
+  path = tmp_path / 'record.json'
+  files.write_json(path, {'step': 1})
+  files.write_json(path, {'step': 2})
+  assert files.read_json(path) == {'step': 2}
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['record.json']
+
+
+def test_run_files_round_trip_and_a_missing_one_is_named(tmp_path):
+  from configs import default
+  workdir = Workdir(tmp_path / 'run')
+  with pytest.raises(MissingDataError, match=r'run/config\.json does not exist: .* is not the '
+                                             r'workdir of a training run'):
+    workdir.read_run_files()
+  config = default.get_config()
+  normalization = Normalization(np.arange(12, dtype=np.float32).reshape(2, 2, 3),
+                                np.array([0.5, 0.25, 0.125], np.float32))
+  workdir.write_run_files(config, normalization, ['circle', 'ring'])
+  read_config, read_normalization, class_names = workdir.read_run_files()
+  assert read_config.to_dict() == json.loads(config.to_json())  # tuples come back as lists
+  np.testing.assert_array_equal(read_normalization.mean_image, normalization.mean_image)
+  np.testing.assert_array_equal(read_normalization.pixel_scale, normalization.pixel_scale)
+  assert class_names == ['circle', 'ring']
+  assert workdir.holds_a_run() == ['config.json', 'normalization.npz']
