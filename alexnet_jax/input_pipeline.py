@@ -31,7 +31,12 @@ from alexnet_jax.tensorflow_cpu import tf
 def _options() -> tf.data.Options:
   options = tf.data.Options()
   options.deterministic = True  # parallel map keeps order: same seed, same batches
-  options.autotune.enabled = True
+  # No autotuning thread: it sleeps between optimisations for up to a minute, and freeing
+  # the iterator waits for it to wake (the sleep ignores cancellation). A stopped run sat
+  # 20 to 40 s after saying it had stopped, and each evaluation's stream paid the same when
+  # freed. Without it, AUTOTUNE parallelism is the number of cores and prefetch buffers grow
+  # on demand, and throughput is unchanged (docs/performance.md).
+  options.autotune.enabled = False
   return options
 
 

@@ -55,3 +55,12 @@ def test_input_pipeline_benchmark_runs_tiny(tf, tmp_path):
             f'--data_dir={tmp_path}').stdout
   assert re.fullmatch(r'pipeline_vs_loader=[\d.]+x converted_vs_loader=[\d.]+x',
                       out.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_exit_after_stop_benchmark_runs_tiny(shapes_data_dir):
+  out = run('-m', 'benchmarks.exit_after_stop', '--steps=30', f'--data_dir={shapes_data_dir}',
+            '--signal=SIGINT').stdout
+  assert 'SIGINT at step 30: exited ' in out
+  assert re.fullmatch(r'exit_after_stop_max=[\d.]+s of_preemption_grace=[\d.]+x',
+                      out.strip().splitlines()[-1])
