@@ -29,6 +29,7 @@ class Checkpoints:
 
   def __init__(self, workdir: Workdir, *, keep: int, keep_best: int, save_every: int = 1):
     self.directory = workdir.checkpoints_dir
+    self._workdir = workdir
     preserve = [policies.LatestN(n=keep)]
     if keep_best > 0:
       preserve.append(policies.BestN(get_metric_fn=lambda metrics: metrics[BEST_METRIC],
@@ -90,11 +91,8 @@ class Checkpoints:
     return restored.state, run
 
   def complete_steps(self) -> list[int]:
-    """The steps whose checkpoint is complete in storage (Orbax renames a checkpoint's
-    temporary directory to its step number once everything is written)."""
-    if not self.directory.is_dir():
-      return []
-    return sorted(int(path.name) for path in self.directory.iterdir() if path.name.isdigit())
+    """The steps whose checkpoint is complete in storage."""
+    return self._workdir.checkpoint_steps()
 
   def remove_partial(self) -> None:
     """Deletes the temporary directories of checkpoints that were not completed (after a

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging as python_logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 
@@ -44,7 +45,8 @@ def quiet_library_logs() -> None:
 
 def exit_on_user_error(main: Callable) -> Callable:
   """Wraps a command's main: a UserError ends the program with `Error: <message>` on stderr
-  and status 1, without a traceback."""
+  and status 1, a Ctrl-C with one line and status 130 (a shell's code for SIGINT); neither
+  prints a traceback."""
 
   @functools.wraps(main)
   def wrapped(*args, **kwargs):
@@ -65,6 +67,12 @@ def exit_on_user_error(main: Callable) -> Callable:
       devnull = os.open(os.devnull, os.O_WRONLY)
       os.dup2(devnull, sys.stderr.fileno())
       sys.exit(1)
+    except KeyboardInterrupt:
+      # Outside the training loop, which saves and stops on a first Ctrl-C itself
+      # (faults.Preemption): there is nothing to save. A second Ctrl-C ends the exit too.
+      signal.signal(signal.SIGINT, signal.SIG_DFL)
+      print('Stopped by Ctrl-C.', file=sys.stderr, flush=True)
+      sys.exit(130)
 
   return wrapped
 

@@ -1,11 +1,15 @@
-"""Checks of a training config, run before any data is read or anything is compiled.
+"""Checks of a training config, run before any data is read or anything is compiled: its
+fields, and, when a run resumes, what changed since the workdir's config.json.
 
 Each problem is one line naming the field, what it holds, and what it may hold.
 """
 
 from __future__ import annotations
 
+import json
+
 import ml_collections
+from absl import logging
 
 from alexnet_jax import model as model_lib
 from alexnet_jax import optim
@@ -13,6 +17,12 @@ from alexnet_jax.errors import ConfigError
 from alexnet_jax.pixels import MEAN_MODES
 
 DTYPES = ('float32', 'bfloat16')
+# What a checkpoint's data stream position and pixels mean: a resumed run that changed one of
+# these would not continue the run it resumes (the shuffle order, the epoch boundaries, the
+# crops or the normalisation would differ from those the checkpointed steps saw). The
+# network's own fields (variant, width, classes, crop size) are the checkpoint's to refuse.
+FIXED_AT_RESUME = ('seed', 'batch_size', 'dataset', 'train_split', 'resize_size',
+                   'shuffle_buffer', 'fast_decode', 'mean', 'normalize_std', 'lighting_std')
 
 
 def _choice(config, field: str, choices) -> None:
@@ -69,3 +79,45 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
   if size > config.resize_size:
     raise ConfigError(f'config.image_size={size} is larger than config.resize_size='
                       f'{config.resize_size}: the crop must fit in the resized square.')
+
+
+def _flat(tree: dict, prefix: str = '') -> dict:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(_flat(value, f'{prefix}{key}.'))
+    else:
+      flat[f'{prefix}{key}'] = value
+  return flat
+
+
+def changes(saved: dict, config: ml_collections.ConfigDict) -> dict[str, tuple]:
+  """{field: (saved value, config's value)} for every field that differs, compared as they
+  read back from config.json (tuples are lists there)."""
+  old, new = _flat(saved), _flat(json.loads(config.to_json_best_effort()))
+  return {field: (old.get(field), new.get(field)) for field in sorted(old.keys() | new.keys())
+          if old.get(field) != new.get(field)}
+
+
+def check_resume(saved: dict | None, config: ml_collections.ConfigDict, location: str,
+                 allowed: tuple[str, ...] = ()) -> None:
+  """Logs each field that differs from the config the run in `location` last ran with
+  (`saved`, None if unknown); ConfigError for a change of a FIXED_AT_RESUME field not in
+  `allowed`."""
+  changed = changes(saved, config) if saved is not None else {}
+  if not changed:
+    return
+  logging.warning('Resuming %s with a changed config (its config.json -> now): %s.', location,
+                  '; '.join(f'{field} {old!r} -> {new!r}'
+                            for field, (old, new) in changed.items()))
+  refused = [field for field in FIXED_AT_RESUME if field in changed and field not in allowed]
+  if refused:
+    listed = ', '.join(f'{field} ({changed[field][0]!r} -> {changed[field][1]!r})'
+                       for field in refused)
+    raise ConfigError(
+        f'resuming {location} with {listed} changed would not continue its run exactly: the '
+        f'checkpoint\'s data position, shuffle and pixels were drawn with the old value'
+        f'{"s" if len(refused) > 1 else ""}. Resume with the old value'
+        f'{"s" if len(refused) > 1 else ""}, accept the change with '
+        f'--allow_config_changes={",".join(refused)}, or start a new run in another --workdir; '
+        f'nothing was changed.')

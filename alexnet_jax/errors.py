@@ -1,8 +1,8 @@
 """Faults a user can cause or fix, as opposed to bugs.
 
 The commands print a UserError as one line, `Error: <message>`, with no traceback, and exit
-with status 1 (`alexnet_jax.cli`): each message names the problem and what to do about it. Every class
-also derives from the builtin error it refines, for callers that catch those.
+with status 1 (`alexnet_jax.cli`): each message names the problem and what to do about it.
+Every class also derives from the builtin error it refines, for callers that catch those.
 """
 
 from __future__ import annotations
@@ -26,8 +26,16 @@ class MissingDataError(UserError, FileNotFoundError):
   """Files a data set or a workdir needs are not where they belong."""
 
 
+class WorkdirError(UserError, OSError):
+  """The workdir cannot hold a run: it is a file, or it cannot be written."""
+
+
 class ModelMismatchError(UserError, ValueError):
   """The workdir's checkpoints are of another network than the config asks for."""
+
+
+class ImageReadError(UserError, ValueError):
+  """An image file that cannot be read or decoded."""
 
 
 class DiskFullError(UserError, OSError):

@@ -1,5 +1,5 @@
-"""What a training run does when something goes wrong (docs/reliability.md): a SIGTERM, a
-NaN or infinite step, a full disk, a lost peer process.
+"""What a training run does when something goes wrong (docs/reliability.md): a SIGTERM or a
+Ctrl-C, a NaN or infinite step, a full disk, a lost peer process.
 
 `train.train_and_evaluate` runs its loop inside a `RunGuard`: it hands the guard each step's
 finiteness flag, asks it after each step whether to save and stop, and leaves to it turning
@@ -8,6 +8,7 @@ an error into one that says where the run can resume, and the cleanup on the way
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -20,17 +21,40 @@ from alexnet_jax.errors import DiskFullError, NonFiniteError, PeerLostError, is_
 
 
 class Preemption:
-  """Whether to checkpoint and stop now. One process: our SIGTERM handler sets a flag. Several:
-  JAX's preemption service through Orbax (it receives the notice on any process and agrees on
-  a step at which all of them save)."""
+  """Whether to checkpoint and stop now: after a SIGTERM (a preemption notice) or a first
+  Ctrl-C. One process: our handlers set a flag. Several: JAX's preemption service through
+  Orbax, which receives the notice on any process (it catches SIGTERM itself; a Ctrl-C is
+  passed on to it as one) and agrees on a step at which all of them save.
+
+  The first Ctrl-C restores the default SIGINT action, so that a second one ends the process
+  at once: what it was writing is a temporary checkpoint directory, never restored."""
 
   def __init__(self, checkpoints: Checkpoints):
     self._checkpoints = checkpoints
     self._multi = jax.process_count() > 1
     self._event = threading.Event()
-    self._previous = None
-    if not self._multi and threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGTERM, lambda *_: self._event.set())
+    self.cause = 'a preemption notice (SIGTERM)'  # what a peer's notice is, seen from here
+    self._previous = {}
+    if threading.current_thread() is threading.main_thread():
+      if not self._multi:
+        self._previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._on_sigterm)
+      self._previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._on_ctrl_c)
+
+  def _on_sigterm(self, *_) -> None:
+    self.cause = 'SIGTERM'
+    self._event.set()
+
+  def _on_ctrl_c(self, *_) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    self.cause = 'Ctrl-C'
+    steps = self._checkpoints.complete_steps()
+    logging.warning('Ctrl-C: saving a checkpoint at the end of this step, then stopping. '
+                    'Ctrl-C again stops at once; the run would then resume from %s.',
+                    f'step {steps[-1]}' if steps else 'the start (no checkpoint yet)')
+    if self._multi:
+      os.kill(os.getpid(), signal.SIGTERM)
+    else:
+      self._event.set()
 
   def reached(self, step: int) -> bool:
     if self._multi:
@@ -38,8 +62,11 @@ class Preemption:
     return self._event.is_set()
 
   def close(self) -> None:
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+    """Restores the signal handlers; after a Ctrl-C, SIGINT keeps its default action, so
+    that a second Ctrl-C while the run shuts down still ends it at once."""
+    for number, previous in self._previous.items():
+      if not (number == signal.SIGINT and self.cause == 'Ctrl-C'):
+        signal.signal(number, previous)
 
 
 class NonfiniteWatch:
@@ -147,6 +174,11 @@ class RunGuard:
 
   def stop_requested(self, step: int) -> bool:
     return self._preemption.reached(step)
+
+  @property
+  def stop_cause(self) -> str:
+    """What asked the run to stop: 'SIGTERM', 'Ctrl-C', or a peer's preemption notice."""
+    return self._preemption.cause
 
   def __exit__(self, kind, error, traceback) -> None:
     failed = isinstance(error, Exception)

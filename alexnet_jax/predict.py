@@ -5,51 +5,73 @@
 
 Each image is prepared as the run's evaluation prepares it (shorter side to resize_size,
 centre square, mean subtraction) and scored by the average softmax of the paper's 10 crops.
+A file that cannot be read as an image gets one `Error:` line; the others are still
+classified, and the command ends with status 1.
 """
 
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 from absl import app, flags
 
 from alexnet_jax import cli
+from alexnet_jax.errors import ImageReadError
 
 
-def predict(trained, paths: list[str], top: int = 5) -> list[list[tuple[str, float]]]:
-  """For each image file, its `top` (class name, probability) pairs, most likely first.
-  ImageNet's classes are named in words and WordNet id: 'tabby, tabby cat (n02123045)'."""
+def read_views(path: str, config) -> dict[str, np.ndarray]:
+  """The paper's 10 test views of the image file at `path`, as the run's evaluation cuts
+  them; ImageReadError if the file cannot be read or decoded."""
+  from alexnet_jax import model, preprocessing
+  from alexnet_jax.tensorflow_cpu import tf
+  try:
+    square = preprocessing.square_image(tf.io.read_file(path), config.resize_size,
+                                        config.fast_decode)
+  except tf.errors.OpError as error:
+    reason = error.message.splitlines()[0] if error.message else type(error).__name__
+    raise ImageReadError(f'{path} could not be read as an image ({reason}); it was not '
+                         f'classified.') from None
+  images, offsets, flipped = preprocessing.ten_crops(square, model.image_size(config))
+  return {'image': images.numpy(), 'crop_offset': offsets.numpy(), 'flipped': flipped.numpy()}
+
+
+def predict(trained, paths: list[str],
+            top: int = 5) -> list[list[tuple[str, float]] | ImageReadError]:
+  """For each image file, its `top` (class name, probability) pairs, most likely first, or,
+  for a file that cannot be read as an image, the ImageReadError that says so (the others are
+  still classified). ImageNet's classes are named in words and WordNet id: 'tabby, tabby cat
+  (n02123045)'."""
   import jax
   import jax.numpy as jnp
 
-  from alexnet_jax import imagenet_classes, model, preprocessing
-  from alexnet_jax.tensorflow_cpu import tf
-  config = trained.config
-  size = model.image_size(config)
-  views = []
+  from alexnet_jax import imagenet_classes, model
+  views, results = [], []
   for path in paths:
     try:
-      square = preprocessing.square_image(tf.io.read_file(path), config.resize_size,
-                                          config.fast_decode)
-    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as error:
-      raise ValueError(f'{path} could not be read as an image: {error.message}') from None
-    images, offsets, flipped = preprocessing.ten_crops(square, size)
-    views.append({'image': images.numpy(), 'crop_offset': offsets.numpy(),
-                  'flipped': flipped.numpy()})
+      views.append(read_views(path, trained.config))
+      results.append(None)
+    except ImageReadError as error:
+      results.append(error)
+  if not views:
+    return results
   batch = {name: np.stack([v[name] for v in views]) for name in views[0]}
+  size = model.image_size(trained.config)
 
   @jax.jit
   def probabilities(params, batch):
     images = trained.normalization.apply(batch, lighting=False)
     logits = trained.network.model(params, train=False)(images.reshape(-1, size, size, 3))
-    return jax.nn.softmax(logits).reshape(len(paths), 10, -1).mean(1)
+    return jax.nn.softmax(logits).reshape(len(views), 10, -1).mean(1)
 
-  probs = np.asarray(probabilities(trained.params, jax.tree.map(jnp.asarray, batch)))
+  probs = iter(np.asarray(probabilities(trained.params, jax.tree.map(jnp.asarray, batch))))
   names = imagenet_classes.readable(trained.class_names)
-  result = []
-  for row in probs:
-    best = np.argsort(-row, kind='stable')[:top]
-    result.append([(names[i], float(row[i])) for i in best])
-  return result
+  for index, result in enumerate(results):
+    if result is None:
+      row = next(probs)
+      best = np.argsort(-row, kind='stable')[:top]
+      results[index] = [(names[i], float(row[i])) for i in best]
+  return results
 
 
 def define_flags() -> None:
@@ -65,10 +87,17 @@ def main(argv):
   from alexnet_jax import inference
   args = flags.FLAGS
   trained = inference.load(args.workdir, args.step)
+  unreadable = 0
   for path, classes in zip(paths, predict(trained, paths, args.top)):
-    print(path)
+    if isinstance(classes, ImageReadError):
+      print(f'Error: {classes}', file=sys.stderr, flush=True)
+      unreadable += 1
+      continue
+    print(path, flush=True)
     for name, probability in classes:
-      print(f'  {probability:7.2%}  {name}')
+      print(f'  {probability:7.2%}  {name}', flush=True)
+  if unreadable:
+    sys.exit(1)
 
 
 def run():

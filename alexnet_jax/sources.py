@@ -19,6 +19,7 @@ import json
 import os
 
 import tensorflow_datasets as tfds
+from absl import logging
 
 from alexnet_jax.errors import ConfigError, DataError, MissingDataError
 from alexnet_jax.tensorflow_cpu import tf
@@ -143,14 +144,24 @@ class FolderSource(Source):
     """The split's image paths, sorted by class then file name, and their labels."""
     self.check_split(split, self.splits)
     if split not in self._files:
-      paths, labels = [], []
+      paths, labels, empty = [], [], []
       for label, name in enumerate(self.class_names):
         class_dir = os.path.join(self.root, split, name)
-        if os.path.isdir(class_dir):
-          names = sorted(f for f in os.listdir(class_dir)
-                         if f.lower().endswith(IMAGE_EXTENSIONS))
-          paths += [os.path.join(class_dir, f) for f in names]
-          labels += [label] * len(names)
+        names = sorted(f for f in os.listdir(class_dir) if f.lower().endswith(
+            IMAGE_EXTENSIONS)) if os.path.isdir(class_dir) else []
+        paths += [os.path.join(class_dir, f) for f in names]
+        labels += [label] * len(names)
+        if not names:
+          empty.append(class_dir)
+      if empty:
+        # Classes are those of all splits, so such a class keeps an output that this split
+        # never shows: usually a folder left empty or misnamed by mistake.
+        logging.warning(
+            'Image folder %s, split %r: %d of its %d classes have no images (%s): %s. The '
+            'network keeps an output for each that this split never shows; add images, or '
+            'remove the folder.', self.root, split, len(empty), self.num_classes,
+            ' '.join(IMAGE_EXTENSIONS), ', '.join(
+                path if os.path.isdir(path) else f'{path} (missing)' for path in empty))
       self._files[split] = paths, labels
     return self._files[split]
 

@@ -4,7 +4,7 @@
     data (this host's tf.data stream) -> global batch over the `data` mesh -> jitted step
     -> metrics every log_every_steps -> evaluation (centre or 10 crops) every eval_every_steps
     -> Orbax checkpoint every checkpoint_every_steps, after each evaluation, at the end, and
-       on SIGTERM
+       on SIGTERM and on a first Ctrl-C
 
 Restarting with the same workdir resumes from the latest checkpoint: state, schedule, random
 keys and each process's position in its data stream, so the result equals an uninterrupted
@@ -83,17 +83,23 @@ class Steps:
                                               config.plateau_min_delta, mesh))
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, location: str) -> dict[str, float]:
+def train_and_evaluate(config: ml_collections.ConfigDict, location: str, *,
+                       allowed_changes: tuple[str, ...] = ()) -> dict[str, float]:
   """Trains and evaluates as `config` says, in the workdir at `location`; returns the last
   evaluation. Safe to call again with the same workdir: it resumes where the last checkpoint
-  left off, and returns at once (after an evaluation) if the run is already complete. Faults
-  the user can act on raise an `errors.UserError` that says what happened and where the run
-  can resume."""
+  left off, and returns at once (after an evaluation) if the run is already complete. A
+  resume logs each config field changed since the run's config.json, and refuses a change
+  that breaks exact resumption (config_checks.FIXED_AT_RESUME) unless `allowed_changes`
+  names the field. Faults the user can act on raise an `errors.UserError` that says what
+  happened and where the run can resume."""
   from alexnet_jax import sources
   mesh = distributed.data_mesh()
   config_checks.validate(config, jax.device_count())
-  use_compilation_cache(config)
   workdir, is_main = Workdir(location), jax.process_index() == 0
+  workdir.check_usable()
+  if workdir.checkpoint_steps():
+    config_checks.check_resume(workdir.saved_config(), config, str(workdir), allowed_changes)
+  use_compilation_cache(config)
   source = sources.open_configured(config)
   schedule = Schedule.of(config, source.num_examples(config.train_split))
   stats = pixel_stats.load_or_compute(
@@ -137,10 +143,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, location: str) -> dict
         checkpoints.save(step, state, gathered_record(identity, batches), scores)
       if stop:
         checkpoints.wait()
-        logging.warning('Stopped by SIGTERM at step %d; checkpoint saved in %s. Run the same '
-                        'command again to resume.', step, checkpoints.directory)
+        logging.warning('Stopped by %s at step %d; checkpoint saved in %s. Run the same '
+                        'command again to resume.', guard.stop_cause, step,
+                        checkpoints.directory)
         return last_eval
-    if first_step == schedule.total_steps:  # already complete: report the final checkpoint
+    if first_step >= schedule.total_steps:  # already complete: report the final checkpoint
       state, last_eval = evaluation(steps, state, step, source, config, mesh, reporter)
   if batches.skipped:
     logging.warning('%d training image(s) could not be decoded and were skipped.',
@@ -216,13 +223,17 @@ def define_flags() -> None:
   config_flags.DEFINE_config_file('config', 'configs/default.py', 'Configuration file; '
                                   'override any field with --config.FIELD=VALUE.')
   cli.define_workdir('Directory for checkpoints and metrics; run again to resume.')
+  flags.DEFINE_list('allow_config_changes', [], 'Config fields a resumed run may change '
+                    'although the run then does not continue exactly (seed, batch_size, '
+                    'dataset, ...: docs/reliability.md).')
 
 
 def main(argv):
   cli.no_arguments(argv)
   config = flags.FLAGS.config
   distributed.initialize_if_requested(timeout_seconds=config.peer_timeout_seconds)
-  train_and_evaluate(config, flags.FLAGS.workdir)
+  train_and_evaluate(config, flags.FLAGS.workdir,
+                     allowed_changes=tuple(flags.FLAGS.allow_config_changes))
 
 
 def run():

@@ -24,7 +24,7 @@ from absl import logging
 from etils import epath
 
 from alexnet_jax import files
-from alexnet_jax.errors import MissingDataError, ModelMismatchError
+from alexnet_jax.errors import MissingDataError, ModelMismatchError, WorkdirError
 from alexnet_jax.pixels import Normalization
 
 CONFIG_FILE = 'config.json'
@@ -109,6 +109,30 @@ class Workdir:
   def eval_file(self, step: int) -> epath.Path:
     return self.path / f'eval-{step}.json'
 
+  def check_usable(self) -> None:
+    """WorkdirError unless the workdir is a directory, or can be made one, that this process
+    can write to. Creates nothing."""
+    existing = self.path
+    while not existing.exists() and existing.parent != existing:
+      existing = existing.parent
+    if not existing.is_dir():
+      where = 'is a file' if existing == self.path else f'is inside {existing}, which is a file'
+      raise WorkdirError(f'the workdir {self} {where}, not a directory. Give --workdir a new or '
+                         f'existing directory; the file was left as it is.')
+    if '://' not in str(self) and not os.access(existing, os.W_OK | os.X_OK):
+      raise WorkdirError(f'cannot write to {existing} (no permission, or read-only), so the '
+                         f'workdir {self} cannot be '
+                         f'{"used" if existing == self.path else "made"}. Give --workdir a '
+                         f'directory you can write to.')
+
+  def checkpoint_steps(self) -> list[int]:
+    """The steps whose checkpoint is complete (Orbax renames a checkpoint's temporary
+    directory to its step number once everything is written)."""
+    if not self.checkpoints_dir.is_dir():
+      return []
+    return sorted(int(path.name) for path in self.checkpoints_dir.iterdir()
+                  if path.name.isdigit())
+
   def write_run_files(self, config, normalization: Normalization,
                       class_names: list[str]) -> None:
     """config.json and normalization.npz: what evaluate and predict read besides a
@@ -119,6 +143,10 @@ class Workdir:
     files.write_npz(self.normalization_file, mean_image=np.asarray(normalization.mean_image),
                     pixel_scale=np.asarray(normalization.pixel_scale),
                     class_names=np.array(class_names))
+
+  def saved_config(self) -> dict | None:
+    """The config (as JSON) the run last started or resumed with; None before its first."""
+    return files.read_json(self.config_file) if self.config_file.exists() else None
 
   def read_run_files(self) -> tuple[object, Normalization, list[str]]:
     """The run's config (an ml_collections.ConfigDict), its normalization and its class

@@ -3,6 +3,7 @@ data is read."""
 
 import importlib
 import inspect
+import re
 
 import pytest
 
@@ -93,3 +94,44 @@ def test_class_count_that_differs_from_the_data_is_refused(tf, shapes_data_dir):
   with pytest.raises(ConfigError, match='config.num_classes=1000 but shapes/1.1.0 has 6 '
                                         'classes: set it to 6, or 0 to follow the data.'):
     open_configured(config)
+
+
+def saved_json(config):
+  """The config as a workdir's config.json holds it."""
+  import json
+  return json.loads(config.to_json_best_effort())
+
+
+def test_resume_logs_every_changed_field_and_refuses_one_that_breaks_exactness(caplog):
+  saved = saved_json(bad({}))
+  config = bad({'batch_size': 32, 'num_train_steps': 700, 'lr_drop_epochs': (10, 20)})
+  with pytest.raises(ConfigError) as error:
+    config_checks.check_resume(saved, config, '/runs/a')
+  assert str(error.value) == (
+      'resuming /runs/a with batch_size (64 -> 32) changed would not continue its run exactly: '
+      "the checkpoint's data position, shuffle and pixels were drawn with the old value. Resume "
+      'with the old value, accept the change with --allow_config_changes=batch_size, or start '
+      'a new run in another --workdir; nothing was changed.')
+  logged = ('Resuming /runs/a with a changed config (its config.json -> now): batch_size 64 -> '
+            '32; lr_drop_epochs [30, 60, 80] -> [10, 20]; num_train_steps 0 -> 700.')
+  assert [r.getMessage() for r in caplog.records] == [logged]
+  caplog.clear()
+  config_checks.check_resume(saved, config, '/runs/a', allowed=('batch_size',))
+  assert [r.getMessage() for r in caplog.records] == [logged]
+
+
+@pytest.mark.parametrize('field', config_checks.FIXED_AT_RESUME)
+def test_each_field_that_fixes_the_stream_is_refused_at_resume(field):
+  from configs import default
+  value = default.get_config()[field]
+  changed = {bool: lambda v: not v, int: lambda v: v + 1, float: lambda v: v + 0.5,
+             str: lambda v: v + 'x'}[type(value)](value)
+  start = re.escape(f'resuming d with {field} ({value!r} -> {changed!r}) changed ')
+  with pytest.raises(ConfigError, match=f'^{start}.*--allow_config_changes={field},'):
+    config_checks.check_resume(saved_json(bad({})), bad({field: changed}), 'd')
+
+
+def test_unchanged_config_or_no_saved_one_resumes_silently(caplog):
+  config_checks.check_resume(saved_json(bad({})), bad({}), 'd')
+  config_checks.check_resume(None, bad({'seed': 3}), 'd')
+  assert not caplog.records

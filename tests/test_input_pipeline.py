@@ -485,6 +485,42 @@ def test_tfds_training_batches_repeat_under_a_seed(tf, shapes_data_dir):
     np.testing.assert_array_equal(a['label'], b['label'])
 
 
+def test_a_class_folder_without_images_is_named_in_a_warning(tf, tmp_path, caplog):
+  """A class folder left empty (or holding no image files), or missing from one split: the
+  network still has an output for the class, which that split never shows."""
+  from alexnet_jax import sources
+  for split, class_name in [('train', 'ant'), ('train', 'cat'), ('validation', 'ant'),
+                            ('validation', 'bee')]:
+    (tmp_path / split / class_name).mkdir(parents=True)
+    (tmp_path / split / class_name / '0.jpg').write_bytes(b'not read here')
+  (tmp_path / 'train' / 'bee').mkdir()  # empty
+  (tmp_path / 'validation' / 'cat').mkdir()
+  (tmp_path / 'validation' / 'cat' / 'notes.txt').write_text('no image')
+  source = sources.open_source(f'folder:{tmp_path}')
+  assert source.class_names == ['ant', 'bee', 'cat'] and not caplog.records
+  assert source.num_examples('train') == 2  # lists the split
+  train, validation = tmp_path / 'train', tmp_path / 'validation'
+  assert [r.getMessage() for r in caplog.records] == [
+      f"Image folder {tmp_path}, split 'train': 1 of its 3 classes have no images (.jpg .jpeg "
+      f'.png .gif .bmp): {train}/bee. The network keeps an output for each that this split '
+      f'never shows; add images, or remove the folder.']
+  caplog.clear()
+  source.files('validation')
+  source.files('validation')  # listed once, warned once
+  assert [r.getMessage() for r in caplog.records] == [
+      f"Image folder {tmp_path}, split 'validation': 1 of its 3 classes have no images (.jpg "
+      f'.jpeg .png .gif .bmp): {validation}/cat. The network keeps an output for each that '
+      f'this split never shows; add images, or remove the folder.']
+  caplog.clear()
+  (tmp_path / 'validation' / 'cat' / 'notes.txt').unlink()
+  (tmp_path / 'validation' / 'cat').rmdir()
+  sources.open_source(f'folder:{tmp_path}').files('validation')
+  assert [r.getMessage() for r in caplog.records] == [
+      f"Image folder {tmp_path}, split 'validation': 1 of its 3 classes have no images (.jpg "
+      f'.jpeg .png .gif .bmp): {validation}/cat (missing). The network keeps an output for '
+      f'each that this split never shows; add images, or remove the folder.']
+
+
 def test_no_stream_runs_the_autotuning_thread(tf, source):
   """Freeing a tf.data iterator waits for its autotuning thread to wake, and that thread
   sleeps up to a minute between optimisations: a stopped run sat 20 to 40 s after saying it

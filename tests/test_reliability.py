@@ -2,6 +2,7 @@
 and with SIGKILL in the middle of writing a checkpoint, a disk that fills up, a loss that
 becomes NaN, a process of a two-process run that dies, corrupt and odd images, bad configs."""
 
+import json
 import os
 import re
 import shutil
@@ -20,9 +21,31 @@ CLI_ENV = {'JAX_PLATFORMS': 'cpu', 'TF_CPP_MIN_LOG_LEVEL': '2'}
 
 
 def start_cli(args, env=None):
+  """The command in a session of its own, as a shell starts a job: a terminal's Ctrl-C goes
+  to its whole process group (`ctrl_c`)."""
   return subprocess.Popen([sys.executable, *args], cwd=ROOT,
                           env={**os.environ, **CLI_ENV, **(env or {})},
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          start_new_session=True)
+
+
+def ctrl_c(process):
+  """What a terminal does on Ctrl-C: SIGINT to the foreground process group."""
+  os.killpg(process.pid, signal.SIGINT)
+
+
+def catches_sigint(process):
+  """Whether the process has a handler for SIGINT (its /proc status, SigCgt mask)."""
+  with open(f'/proc/{process.pid}/status') as status:
+    mask = next(line for line in status if line.startswith('SigCgt:')).split()[1]
+  return bool(int(mask, 16) >> (signal.SIGINT - 1) & 1)
+
+
+def output_with_times(process):
+  """The process's output lines, each with the time it arrived, and the time it ended."""
+  lines = [(time.monotonic(), line) for line in process.stdout]
+  process.wait()
+  return lines, time.monotonic()
 
 
 def wait_for(condition, process, timeout=240, poll=0.05):
@@ -71,46 +94,85 @@ def assert_same_final_parameters(straight, workdir, steps):
     np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
-def test_sigterm_and_a_kill_mid_checkpoint_resume_to_the_uninterrupted_result(
-    tf, shapes_data_dir, tmp_path):
-  """One run stopped twice: SIGTERM (saves at the step reached, exits 0, says how to resume),
-  then SIGKILL while a checkpoint is half-written (the partial directory is left behind).
-  The same command then resumes from the last complete checkpoint, removes the partial one
-  and ends with the parameters and the logged losses of an uninterrupted run, bit for bit."""
+def stop_and_read(process, interrupt):
+  """Sends `interrupt`, then returns the process's output and how many seconds after its
+  'Stopped by' line it exited."""
+  interrupt(process)
+  lines, ended = output_with_times(process)
+  output = ''.join(line for _, line in lines)
+  assert process.returncode == 0, output[-3000:]
+  (stopped_at, _), = [(t, line) for t, line in lines if 'Stopped by' in line]
+  assert 'Traceback' not in output and 'KeyboardInterrupt' not in output
+  return output, ended - stopped_at
+
+
+def test_sigterm_ctrl_c_and_kills_resume_to_the_uninterrupted_result(tf, shapes_data_dir,
+                                                                     tmp_path):
+  """One run stopped four times, each followed by the same command:
+  - SIGTERM (a preemption): saves at the step reached, says how to resume, exits 0;
+  - Ctrl-C as a terminal sends it: the same, saying so first;
+  - Ctrl-C twice: the second ends the process at once (killed by SIGINT);
+  - SIGKILL while a checkpoint is half-written (the partial directory is left behind).
+  Each stopped run exits within seconds of saying it stopped (a preempted VM gets about
+  30 s); each resume starts from the newest complete checkpoint (and removes a partial one);
+  the run ends with the parameters and the logged losses of an uninterrupted run, bit for
+  bit."""
   steps = 40
   straight, workdir, args = reference_and_command(shapes_data_dir, tmp_path, steps, keep=3)
+  latest = lambda: complete(checkpoint_entries(workdir))[-1]  # noqa: E731
 
   process = start_cli(args)
   wait_for(lambda: logged_steps(workdir) >= 5, process)
-  process.send_signal(signal.SIGTERM)
-  output = process.communicate(timeout=120)[0]
-  assert process.returncode == 0, output[-3000:]
+  output, exit_delay = stop_and_read(process, lambda p: p.send_signal(signal.SIGTERM))
   stop = int(re.search(r'Stopped by SIGTERM at step (\d+); checkpoint saved in .*\. Run the '
                        r'same command again to resume\.', output).group(1))
-  assert complete(checkpoint_entries(workdir))[-1] == stop < steps
-  assert max(m['step'] for m in read_metrics(workdir)) == stop
+  assert latest() == stop == max(m['step'] for m in read_metrics(workdir))
+  assert exit_delay < 10, f'exited {exit_delay:.1f} s after saying it stopped'
 
   process = start_cli(args)
-  wait_for(lambda: partial(checkpoint_entries(workdir)) and
-           complete(checkpoint_entries(workdir))[-1] >= stop + 3, process, poll=0.001)
+  wait_for(lambda: logged_steps(workdir) >= stop + 4, process)
+  output, exit_delay = stop_and_read(process, ctrl_c)
+  assert f'Resumed from checkpoint {stop} ' in output  # SIGTERM lost no step
+  assert re.search(r'Ctrl-C: saving a checkpoint at the end of this step, then stopping\. '
+                   r'Ctrl-C again stops at once; the run would then resume from step \d+\.',
+                   output)
+  previous, stop = stop, int(re.search(r'Stopped by Ctrl-C at step (\d+); checkpoint saved in '
+                                       r'.*\. Run the same command again to resume\.',
+                                       output).group(1))
+  assert latest() == stop > previous
+  assert exit_delay < 10, f'exited {exit_delay:.1f} s after saying it stopped'
+
+  process = start_cli(args)
+  wait_for(lambda: logged_steps(workdir) >= stop + 4, process)
+  ctrl_c(process)
+  # The first is handled once SIGINT is no longer caught; saving and exiting take seconds.
+  wait_for(lambda: not catches_sigint(process), process, timeout=30, poll=0.001)
+  ctrl_c(process)
+  output = process.communicate(timeout=30)[0]
+  assert process.returncode == -signal.SIGINT, output[-3000:]
+  assert f'Resumed from checkpoint {stop} ' in output
+  stop = latest()
+
+  process = start_cli(args)
+  wait_for(lambda: partial(checkpoint_entries(workdir)) and latest() >= stop + 3, process,
+           poll=0.001)
   process.kill()
   output = process.communicate(timeout=60)[0]
-  assert f'Resumed from checkpoint {stop} ' in output  # SIGTERM lost no step
+  assert f'Resumed from checkpoint {stop} ' in output
   entries = checkpoint_entries(workdir)
   assert partial(entries), f'the kill did not land mid-write: {entries}'
-  killed_at = complete(entries)[-1]
 
   result = run_cli(args)
   assert result.returncode == 0, result.stderr[-3000:]
-  assert f'Resumed from checkpoint {killed_at} ' in result.stderr
+  assert f'Resumed from checkpoint {complete(entries)[-1]} ' in result.stderr
   assert not partial(checkpoint_entries(workdir))
   assert_same_final_parameters(straight, workdir, steps)
   losses = lambda w: [(m['step'], m['train_loss']) for m in read_metrics(w)  # noqa: E731
                       if 'train_loss' in m]
-  # Each step logged once; the first step after each restart is not logged (its time
-  # includes compilation), the rest equal the uninterrupted run's.
+  # Each step logged once; the first step after each of the 4 restarts is not logged (its
+  # time includes compilation), the rest equal the uninterrupted run's.
   assert set(losses(workdir)) <= set(losses(straight))
-  assert len(losses(workdir)) == len(losses(straight)) - 2
+  assert len(losses(workdir)) == len(losses(straight)) - 4
 
 
 def can_mount_tmpfs():
@@ -320,6 +382,85 @@ def test_config_error_is_one_line_before_any_data_is_read(shapes_data_dir, tmp_p
   assert result.stderr.strip().splitlines()[-1] == f'Error: {message}'
   assert 'Traceback' not in result.stderr and 'mean image' not in result.stderr
   assert not workdir.exists()
+
+
+def test_a_file_given_as_the_workdir_is_one_error_line_before_anything_runs(
+    shapes_data_dir, tmp_path):
+  """--workdir naming an existing file: one line naming it, before any data is read or
+  anything compiled, and the file is left as it was."""
+  notes = tmp_path / 'notes.txt'
+  notes.write_text('not a workdir')
+  result = run_cli(['train.py', f'--workdir={notes}', f'--config.data_dir={shapes_data_dir}'])
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1] == (
+      f'Error: the workdir {notes} is a file, not a directory. Give --workdir a new or '
+      f'existing directory; the file was left as it is.')
+  assert 'Traceback' not in result.stderr and 'Constructing tf.data' not in result.stderr
+  assert notes.read_text() == 'not a workdir'
+
+
+def test_ctrl_c_before_training_starts_is_one_line_and_status_130(shapes_data_dir, tmp_path):
+  """Ctrl-C while the run sets up (the pixel statistics, compilation), where there is
+  nothing to save yet: one line, no traceback, the shell's status for SIGINT."""
+  process = start_cli(['train.py', f'--workdir={tmp_path / "run"}',
+                       f'--config.data_dir={shapes_data_dir}',
+                       f'--config.mean_cache_dir={tmp_path / "stats"}'])
+  for line in process.stdout:  # the first line after the checks, before the data is read
+    if 'Compiled steps are cached' in line:
+      ctrl_c(process)
+      break
+  output = process.communicate(timeout=60)[0]
+  assert process.returncode == 130, output[-3000:]
+  assert output.strip().splitlines()[-1] == 'Stopped by Ctrl-C.'
+  assert 'Traceback' not in output and 'step 1/' not in output
+
+
+def test_a_resume_with_a_changed_config_logs_it_and_refuses_what_breaks_exactness(
+    tf, shapes_data_dir, tmp_path, caplog):
+  """A workdir resumed with other config values: every changed field is logged; a batch size
+  change is refused on the command line, naming the override, before anything runs and
+  changing nothing; a longer run or another log cadence resumes; with the override, so does
+  the new batch size, and config.json then holds it."""
+  import logging
+
+  from alexnet_jax.train import train_and_evaluate
+  workdir = tmp_path / 'run'
+  config = tiny_config(shapes_data_dir, num_train_steps=4, checkpoint_every_steps=2)
+  train_and_evaluate(config, str(workdir))
+
+  def state():
+    return sorted(os.listdir(workdir / 'checkpoints')), (workdir / 'config.json').read_bytes()
+
+  before = state()
+  args = ['train.py', f'--workdir={workdir}', *config_flags(config)]
+  result = run_cli([*args, '--config.batch_size=8', '--config.num_train_steps=6'])
+  assert result.returncode == 1
+  assert (f'Resuming {workdir} with a changed config (its config.json -> now): batch_size 16 '
+          f'-> 8; num_train_steps 4 -> 6.') in result.stderr
+  assert result.stderr.strip().splitlines()[-1] == (
+      f'Error: resuming {workdir} with batch_size (16 -> 8) changed would not continue its run '
+      f"exactly: the checkpoint's data position, shuffle and pixels were drawn with the old "
+      f'value. Resume with the old value, accept the change with '
+      f'--allow_config_changes=batch_size, or start a new run in another --workdir; nothing '
+      f'was changed.')
+  assert state() == before
+  assert 'Compiled' not in result.stderr and 'Constructing tf.data' not in result.stderr
+
+  config.update_from_flattened_dict({'num_train_steps': 6, 'log_every_steps': 1})
+  with caplog.at_level(logging.INFO):
+    train_and_evaluate(config, str(workdir))
+  assert (f'with a changed config (its config.json -> now): log_every_steps 4 -> 1; '
+          f'num_train_steps 4 -> 6.') in caplog.text
+  assert 'Resumed from checkpoint 4 ' in caplog.text
+  assert max(m['step'] for m in read_metrics(workdir)) == 6
+
+  args = ['train.py', f'--workdir={workdir}', *config_flags(config)]
+  result = run_cli([*args, '--config.num_train_steps=8', '--config.batch_size=8',
+                    '--allow_config_changes=batch_size'])
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'batch_size 16 -> 8; num_train_steps 6 -> 8.' in result.stderr
+  assert 'Resumed from checkpoint 6 ' in result.stderr
+  assert json.loads((workdir / 'config.json').read_text())['batch_size'] == 8
 
 
 @pytest.mark.slow

@@ -210,6 +210,28 @@ def test_predict_names_the_top_classes(tf, trained_workdir, shapes_data_dir, tmp
     assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
 
 
+def test_predict_names_an_unreadable_file_and_classifies_the_others(tf, trained_workdir,
+                                                                     tmp_path):
+  """alexnet-predict with a good image, a file that is not an image and a path that does not
+  exist: one Error line for each of the two, the good one classified, exit status 1."""
+  from alexnet_jax.shapes_dataset import CLASS_NAMES, draw_example
+  workdir, _ = trained_workdir
+  good, text, missing = tmp_path / 'good.jpg', tmp_path / 'notes.jpg', tmp_path / 'gone.png'
+  tf.io.write_file(str(good), tf.io.encode_jpeg(draw_example(1, 0)[0], quality=95))
+  text.write_text('not an image')
+  result = run_cli(['-m', 'alexnet_jax.predict', f'--workdir={workdir}', '--top=2', str(text),
+                    str(good), str(missing)])
+  assert result.returncode == 1
+  errors = [line for line in result.stderr.splitlines() if line.startswith('Error: ')]
+  assert len(errors) == 2 and 'Traceback' not in result.stderr
+  assert errors[0].startswith(f'Error: {text} could not be read as an image (')
+  assert errors[1].startswith(f'Error: {missing} could not be read as an image (')
+  assert all(line.endswith('); it was not classified.') for line in errors)
+  printed = result.stdout.splitlines()
+  assert printed[0] == str(good) and len(printed) == 3
+  assert all(line.split('%  ')[1] in CLASS_NAMES for line in printed[1:])
+
+
 def test_eight_devices_give_the_parameters_of_one(tf, shapes_data_dir, tmp_path):
   """The same 6 steps on this process's one CPU device and, in a subprocess, on 8 simulated
   devices (each with 2 of the 16 images): equal parameters up to float reassociation."""
@@ -238,11 +260,13 @@ def test_eight_devices_give_the_parameters_of_one(tf, shapes_data_dir, tmp_path)
 # test_reliability.py's lost-peer tests; single-process SIGTERM resume through the reliability
 # chain test.
 @pytest.mark.slow
-def test_two_processes_stop_on_sigterm_and_resume_exactly(tf, shapes_data_dir, tmp_path):
+@pytest.mark.parametrize('signal_name', ['SIGTERM', 'SIGINT'])
+def test_two_processes_stop_on_sigterm_or_ctrl_c_and_resume_exactly(tf, shapes_data_dir,
+                                                                      tmp_path, signal_name):
   """Two JAX processes on localhost (gloo collectives), each reading its half of the data.
-  SIGTERM to one of them (a preempted host): both save at the same step and exit cleanly;
-  the same command then resumes on both and ends with the parameters of an uninterrupted
-  two-process run, bit for bit."""
+  SIGTERM (a preempted host) or SIGINT (Ctrl-C in its terminal) to one of them: both save at
+  the same step and exit cleanly; the same command then resumes on both and ends with the
+  parameters of an uninterrupted two-process run, bit for bit."""
   import re
   import signal
   import time
@@ -250,11 +274,11 @@ def test_two_processes_stop_on_sigterm_and_resume_exactly(tf, shapes_data_dir, t
   from tests.test_multihost import free_port
   steps = 40
 
-  def run_two(workdir, sigterm_after_logs=0):
+  def run_two(workdir, signal_after_logs=0):
     # 'plateau': its update after each evaluation is a collective step too. The only
     # checkpoints are the one SIGTERM asks for and the last (one epoch is 187 steps).
     config = tiny_config(shapes_data_dir, num_train_steps=steps, lr_schedule='plateau',
-                         log_every_steps=1 if sigterm_after_logs else 10)
+                         log_every_steps=1 if signal_after_logs else 10)
     port = free_port()
     processes = [subprocess.Popen(
         [sys.executable, 'train.py', f'--workdir={workdir}', *config_flags(config)], cwd=ROOT,
@@ -262,13 +286,13 @@ def test_two_processes_stop_on_sigterm_and_resume_exactly(tf, shapes_data_dir, t
              'JAX_COORDINATOR_ADDRESS': f'127.0.0.1:{port}', 'JAX_NUM_PROCESSES': '2',
              'JAX_PROCESS_ID': str(i)},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
-    if sigterm_after_logs:
+    if signal_after_logs:
       metrics, deadline = workdir / 'metrics.jsonl', time.time() + 240
       while not (metrics.exists() and
-                 len(metrics.read_text().splitlines()) >= sigterm_after_logs):
+                 len(metrics.read_text().splitlines()) >= signal_after_logs):
         assert time.time() < deadline and all(p.poll() is None for p in processes)
         time.sleep(0.1)
-      processes[1].send_signal(signal.SIGTERM)
+      processes[1].send_signal(getattr(signal, signal_name))
     logs = [p.communicate(timeout=300)[0] for p in processes]
     for p, log in zip(processes, logs):
       assert p.returncode == 0, log[-3000:]
@@ -277,8 +301,13 @@ def test_two_processes_stop_on_sigterm_and_resume_exactly(tf, shapes_data_dir, t
   straight, resumed = tmp_path / 'straight', tmp_path / 'resumed'
   logs = run_two(straight)
   assert 'on 2 devices in 2 processes' in logs[0]
-  logs = run_two(resumed, sigterm_after_logs=3)
-  stops = [re.search(r'Stopped by SIGTERM at step (\d+)', log) for log in logs]
+  logs = run_two(resumed, signal_after_logs=3)
+  # A Ctrl-C is named by the process that got it; JAX's preemption service, which catches
+  # SIGTERM itself, tells both processes only that a notice came.
+  notice = 'a preemption notice (SIGTERM)'
+  causes = [notice, 'Ctrl-C' if signal_name == 'SIGINT' else notice]
+  stops = [re.search(rf'Stopped by {re.escape(cause)} at step (\d+)', log)
+           for cause, log in zip(causes, logs)]
   assert all(stops), logs[0][-3000:]
   stop = int(stops[0].group(1))
   assert int(stops[1].group(1)) == stop and 3 <= stop < steps

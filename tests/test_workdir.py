@@ -46,3 +46,42 @@ def test_run_files_round_trip_and_a_missing_one_is_named(tmp_path):
   np.testing.assert_array_equal(read_normalization.pixel_scale, normalization.pixel_scale)
   assert class_names == ['circle', 'ring']
   assert workdir.holds_a_run() == ['config.json', 'normalization.npz']
+
+
+def test_a_file_in_place_of_the_workdir_is_named_and_left_alone(tmp_path):
+  from alexnet_jax.errors import WorkdirError
+  (tmp_path / 'run').write_text('notes')
+  with pytest.raises(WorkdirError) as error:
+    Workdir(tmp_path / 'run').check_usable()
+  assert str(error.value) == (f'the workdir {tmp_path}/run is a file, not a directory. Give '
+                              f'--workdir a new or existing directory; the file was left as '
+                              f'it is.')
+  with pytest.raises(WorkdirError, match=rf'^the workdir {tmp_path}/run/a/b is inside '
+                                         rf'{tmp_path}/run, which is a file, not a directory\.'):
+    Workdir(tmp_path / 'run' / 'a' / 'b').check_usable()
+  assert (tmp_path / 'run').read_text() == 'notes'
+  Workdir(tmp_path / 'new' / 'run').check_usable()  # made later, by the run
+  assert not (tmp_path / 'new').exists()
+
+
+def test_a_workdir_that_cannot_be_written_is_named(tmp_path):
+  """On a read-only filesystem (mounted in a private user and mount namespace), where even
+  root cannot write."""
+  import shutil
+  import subprocess
+  import sys
+  from tests.test_reliability import can_mount_tmpfs
+  if shutil.which('unshare') is None or not can_mount_tmpfs():
+    pytest.skip('needs `unshare` and user namespaces to mount a read-only tmpfs')
+  check = ('from alexnet_jax.workdir import Workdir; import sys; '
+           'Workdir(sys.argv[1]).check_usable()')
+  result = subprocess.run(
+      ['unshare', '--user', '--map-root-user', '--mount', 'sh', '-c',
+       f'mount -t tmpfs -o ro,size=1m tmpfs {tmp_path} && "$0" -c "$1" {tmp_path}/run',
+       sys.executable, check], capture_output=True, text=True,
+      cwd=os.path.dirname(os.path.dirname(__file__)))
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1] == (
+      f'alexnet_jax.errors.WorkdirError: cannot write to {tmp_path} (no permission, or '
+      f'read-only), so the workdir {tmp_path}/run cannot be made. Give --workdir a directory '
+      f'you can write to.')
