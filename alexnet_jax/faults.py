@@ -48,8 +48,9 @@ class Preemption:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     self.cause = 'Ctrl-C'
     steps = self._checkpoints.complete_steps()
-    logging.warning('Ctrl-C: saving a checkpoint at the end of this step, then stopping. '
-                    'Ctrl-C again stops at once; the run would then resume from %s.',
+    logging.warning('Ctrl-C: saving a checkpoint at %s, then stopping. Ctrl-C again stops at '
+                    'once; the run would then resume from %s.',
+                    'a step all processes agree on' if self._multi else 'the end of this step',
                     f'step {steps[-1]}' if steps else 'the start (no checkpoint yet)')
     if self._multi:
       os.kill(os.getpid(), signal.SIGTERM)

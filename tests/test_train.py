@@ -309,6 +309,9 @@ def test_two_processes_stop_on_sigterm_or_ctrl_c_and_resume_exactly(tf, shapes_d
   stops = [re.search(rf'Stopped by {re.escape(cause)} at step (\d+)', log)
            for cause, log in zip(causes, logs)]
   assert all(stops), logs[0][-3000:]
+  if signal_name == 'SIGINT':
+    assert ('Ctrl-C: saving a checkpoint at a step all processes agree on, then stopping.'
+            in logs[1])
   stop = int(stops[0].group(1))
   assert int(stops[1].group(1)) == stop and 3 <= stop < steps
   logs = run_two(resumed)
