@@ -21,8 +21,11 @@ DTYPES = ('float32', 'bfloat16')
 # these would not continue the run it resumes (the shuffle order, the epoch boundaries, the
 # crops or the normalisation would differ from those the checkpointed steps saw). The
 # network's own fields (variant, width, classes, crop size) are the checkpoint's to refuse.
-FIXED_AT_RESUME = ('seed', 'batch_size', 'dataset', 'train_split', 'resize_size',
-                   'shuffle_buffer', 'fast_decode', 'mean', 'normalize_std', 'lighting_std')
+STREAM_FIELDS = ('seed', 'batch_size', 'dataset', 'train_split', 'resize_size',
+                 'shuffle_buffer', 'fast_decode', 'mean', 'normalize_std', 'lighting_std')
+# The checkpoint's velocity was built by its run's optimiser: SGD's and LARS's differ in scale
+# by the trust ratios but not in structure, so the restore would take it without a word.
+FIXED_AT_RESUME = STREAM_FIELDS + ('optimizer',)
 
 
 def _choice(config, field: str, choices) -> None:
@@ -52,13 +55,16 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
   _choice(config, 'model.init', ('paper', 'he'))
   _choice(config, 'model.grouped_conv', ('split', 'xla'))
   _choice(config, 'lr_schedule', optim.SCHEDULES)
+  _choice(config, 'optimizer', optim.OPTIMIZERS)
   _choice(config, 'mean', MEAN_MODES)
   for field in ('batch_size', 'learning_rate', 'log_every_steps', 'resize_size',
-                'shuffle_buffer', 'keep_checkpoints', 'model.width', 'peer_timeout_seconds'):
+                'shuffle_buffer', 'keep_checkpoints', 'model.width', 'peer_timeout_seconds',
+                'lars_trust_coefficient'):
     _positive(config, field)
   for field in ('num_epochs', 'num_train_steps', 'eval_every_steps', 'checkpoint_every_steps',
                 'eval_batch_size', 'weight_decay', 'momentum', 'lighting_std', 'warmup_epochs',
-                'image_size', 'num_classes', 'keep_best_checkpoints', 'max_nonfinite_steps'):
+                'image_size', 'num_classes', 'keep_best_checkpoints', 'max_nonfinite_steps',
+                'learning_rate_batch_size'):
     _positive(config, field, allow_zero=True)
   if config.num_train_steps <= 0 and config.num_epochs <= 0:
     raise ConfigError('config.num_epochs and config.num_train_steps are both 0: set one of '
@@ -104,7 +110,8 @@ def check_resume(saved: dict | None, config: ml_collections.ConfigDict, location
   """Logs each field that differs from the config the run in `location` last ran with
   (`saved`, None if unknown); ConfigError for a change of a FIXED_AT_RESUME field not in
   `allowed`."""
-  changed = changes(saved, config) if saved is not None else {}
+  # A config.json written before config.optimizer existed is a run of the paper's SGD.
+  changed = changes({'optimizer': 'sgd', **saved}, config) if saved is not None else {}
   if not changed:
     return
   logging.warning('Resuming %s with a changed config (its config.json -> now): %s.', location,
@@ -114,10 +121,16 @@ def check_resume(saved: dict | None, config: ml_collections.ConfigDict, location
   if refused:
     listed = ', '.join(f'{field} ({changed[field][0]!r} -> {changed[field][1]!r})'
                        for field in refused)
+    plural = 's' if len(refused) > 1 else ''
+    stream = [field for field in refused if field in STREAM_FIELDS]
+    reasons = []
+    if stream:
+      reasons.append(f'the checkpoint\'s data position, shuffle and pixels were drawn with the '
+                     f'old value{"s" if len(stream) > 1 else ""}')
+    if 'optimizer' in refused:
+      reasons.append('the checkpoint\'s velocity was built by the old optimizer')
     raise ConfigError(
-        f'resuming {location} with {listed} changed would not continue its run exactly: the '
-        f'checkpoint\'s data position, shuffle and pixels were drawn with the old value'
-        f'{"s" if len(refused) > 1 else ""}. Resume with the old value'
-        f'{"s" if len(refused) > 1 else ""}, accept the change with '
+        f'resuming {location} with {listed} changed would not continue its run exactly: '
+        f'{"; ".join(reasons)}. Resume with the old value{plural}, accept the change with '
         f'--allow_config_changes={",".join(refused)}, or start a new run in another --workdir; '
         f'nothing was changed.')

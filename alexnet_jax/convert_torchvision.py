@@ -159,7 +159,7 @@ def convert(pth_path: str, workdir: str, config: ml_collections.ConfigDict) -> i
   check_config(config, len(class_names))
   state_dict = read_state_dict(pth_path)
   params = convert_params(state_dict, abstract_params(config, len(class_names)), pth_path)
-  optimizer = optim.paper_sgd(config.momentum, config.weight_decay)
+  optimizer = optim.from_config(config)
   state = jax.device_put(train_step.start_state(params, optimizer),
                          distributed.replicated(distributed.data_mesh()))
 

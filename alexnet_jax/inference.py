@@ -50,7 +50,7 @@ def load(location: str, step: int | str | None = None) -> TrainedModel:
     mesh = distributed.data_mesh()
     network, state = train_step.init(
         lambda rngs: model.from_config(config, len(class_names), rngs),
-        optim.paper_sgd(config.momentum, config.weight_decay), config.seed, mesh,
+        optim.from_config(config), config.seed, mesh,
         shapes_only=True)
     state, _ = checkpoints.restore(step, state, model.identity(config, len(class_names)))
   finally:

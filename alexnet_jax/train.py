@@ -46,7 +46,7 @@ class Schedule:
 
   def learning_rate(self, config: ml_collections.ConfigDict):
     return optim.learning_rate_schedule(
-        config.lr_schedule, config.learning_rate, total_steps=self.total_steps,
+        config.lr_schedule, optim.base_learning_rate(config), total_steps=self.total_steps,
         warmup_steps=round(config.warmup_epochs * self.steps_per_epoch),
         drop_steps=[round(e * self.steps_per_epoch) for e in config.lr_drop_epochs],
         drop_factor=config.lr_drop_factor)
@@ -72,7 +72,7 @@ class Steps:
   def build(cls, config: ml_collections.ConfigDict, num_classes: int,
             normalization: Normalization, schedule: Schedule, mesh) -> Steps:
     on_device = normalization.on_device(distributed.replicated(mesh), config.model.dtype)
-    optimizer = optim.paper_sgd(config.momentum, config.weight_decay)
+    optimizer = optim.from_config(config)
     network, state = train_step.init(
         lambda rngs: model.from_config(config, num_classes, rngs), optimizer, config.seed, mesh)
     return cls(state,

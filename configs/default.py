@@ -48,14 +48,20 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.grouped_conv = 'split'  # or 'xla'; same numbers, see docs/performance.md
   config.model.width = 1.0  # channel multiplier; 1.0 is the paper's network
 
-  # Optimiser: the paper's SGD (alexnet_jax/optim.py).
+  # Optimiser (alexnet_jax/optim.py): 'sgd', the paper's, or 'lars', layer-wise rates for
+  # large batches (You et al. 2017).
+  config.optimizer = 'sgd'
+  config.lars_trust_coefficient = 0.001  # 'lars': the paper's eta
   config.batch_size = 64  # global, over all devices of all hosts
   config.num_epochs = 8
   config.num_train_steps = 0  # > 0 overrides num_epochs
   config.learning_rate = 0.01
+  # The global batch learning_rate is meant for: > 0 scales it to batch_size by the linear
+  # scaling rule (Goyal et al. 2017), learning_rate * batch_size / this; 0 takes it as given.
+  config.learning_rate_batch_size = 0
   config.momentum = 0.9
   config.weight_decay = 5e-4
-  config.lr_schedule = 'cosine'  # 'plateau' (paper), 'steps', 'cosine' or 'constant'
+  config.lr_schedule = 'cosine'  # or 'plateau' (paper), 'steps', 'polynomial', 'constant'
   config.warmup_epochs = 0.0
   config.lr_drop_factor = 0.1  # 'steps' and 'plateau'
   config.lr_drop_epochs = (30, 60, 80)  # 'steps'

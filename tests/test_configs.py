@@ -12,7 +12,7 @@ pytest.importorskip('ml_collections')  # absent on accelerator machines with onl
 from alexnet_jax import config_checks, model  # noqa: E402
 from alexnet_jax.config_checks import ConfigError  # noqa: E402
 
-CONFIGS = ('default', 'imagenet', 'imagenette', 'torchvision')
+CONFIGS = ('default', 'imagenet', 'imagenet_pod', 'imagenette', 'torchvision')
 
 
 @pytest.mark.parametrize('name', CONFIGS)
@@ -48,7 +48,12 @@ def bad(fields):
     ({'model.variant': 'vgg'}, 1,
      "config.model.variant='vgg' is not one of ['paper', 'paper_ungrouped', 'torchvision']."),
     ({'lr_schedule': 'linear'}, 1,
-     "config.lr_schedule='linear' is not one of ['plateau', 'steps', 'cosine', 'constant']."),
+     "config.lr_schedule='linear' is not one of ['plateau', 'steps', 'cosine', 'polynomial', "
+     "'constant']."),
+    ({'optimizer': 'adam'}, 1, "config.optimizer='adam' is not one of ['sgd', 'lars']."),
+    ({'lars_trust_coefficient': 0.0}, 1, 'config.lars_trust_coefficient=0.0 must be > 0.'),
+    ({'learning_rate_batch_size': -128}, 1,
+     'config.learning_rate_batch_size=-128 must be >= 0.'),
     ({'model.dtype': 'float16'}, 1,
      "config.model.dtype='float16' is not one of ['float32', 'bfloat16']."),
     ({'batch_size': 60}, 8,
@@ -118,6 +123,29 @@ def test_resume_logs_every_changed_field_and_refuses_one_that_breaks_exactness(c
   caplog.clear()
   config_checks.check_resume(saved, config, '/runs/a', allowed=('batch_size',))
   assert [r.getMessage() for r in caplog.records] == [logged]
+
+
+def test_resume_refuses_another_optimizer_and_reads_an_older_config_as_sgd(caplog):
+  saved = saved_json(bad({}))
+  with pytest.raises(ConfigError) as error:
+    config_checks.check_resume(saved, bad({'optimizer': 'lars', 'seed': 1}), '/runs/a')
+  assert str(error.value) == (
+      "resuming /runs/a with seed (0 -> 1), optimizer ('sgd' -> 'lars') changed would not "
+      "continue its run exactly: the checkpoint's data position, shuffle and pixels were drawn "
+      "with the old value; the checkpoint's velocity was built by the old optimizer. Resume "
+      'with the old values, accept the change with --allow_config_changes=seed,optimizer, or '
+      'start a new run in another --workdir; nothing was changed.')
+  # A config.json from before config.optimizer existed: a run of the paper's SGD, so 'sgd'
+  # resumes it and 'lars' is refused.
+  for field in ('optimizer', 'lars_trust_coefficient', 'learning_rate_batch_size'):
+    del saved[field]
+  caplog.clear()
+  config_checks.check_resume(saved, bad({}), '/runs/a')
+  assert [r.getMessage() for r in caplog.records] == [
+      'Resuming /runs/a with a changed config (its config.json -> now): lars_trust_coefficient '
+      'None -> 0.001; learning_rate_batch_size None -> 0.']
+  with pytest.raises(ConfigError, match=r"^resuming /runs/a with optimizer \('sgd' -> 'lars'\)"):
+    config_checks.check_resume(saved, bad({'optimizer': 'lars'}), '/runs/a')
 
 
 @pytest.mark.parametrize('field', config_checks.FIXED_AT_RESUME)
