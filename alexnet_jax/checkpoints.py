@@ -2,9 +2,10 @@
 (`workdir.RunRecord`), which says which network the state belongs to and where each process's
 data stream stands.
 
-Saves are asynchronous (training goes on while the arrays are written); Orbax writes into a
-temporary directory and renames it when complete, so a half-written checkpoint is never
-taken for one. Orbax decides the cadence (every `save_every` steps) and, with several
+Saves are asynchronous (training goes on while the arrays are written). Locally, Orbax
+writes into a temporary directory and renames it when complete; on an object store (no
+rename) it writes the step's directory and, last, its commit_success.txt. Either way a
+half-written checkpoint is never taken for one (`Workdir.checkpoint_steps`). Orbax decides the cadence (every `save_every` steps) and, with several
 processes, the step at which all of them save on a preemption notice. Kept: the latest `keep`
 and the `keep_best` with the lowest evaluation top-1 error. All processes call every method
 (Orbax coordinates the writes).
@@ -22,7 +23,6 @@ from orbax.checkpoint import checkpoint_managers as policies
 from alexnet_jax.workdir import RunRecord, Workdir
 
 BEST_METRIC = 'eval_top1_error'
-TMP_DIR_SUFFIX = '.orbax-checkpoint-tmp'  # Orbax's name for a checkpoint still being written
 
 
 class Checkpoints:
@@ -48,6 +48,14 @@ class Checkpoints:
         cleanup_tmp_directories=True, enable_async_checkpointing=True, create=True)
     self._manager = ocp.CheckpointManager(self.directory, options=options,
                                           item_names=('state', 'run'))
+    # Known complete without asking storage, for the error that says where a run stopped by
+    # unreachable storage can resume: those found at the start, and each save that Orbax
+    # finished (it waits for the previous save before it starts the next).
+    self._known_complete = list(self._manager.all_steps())
+    # Orbax leaves an object store's partial checkpoints (no temporary name marks them), and
+    # would save into one again when the run gets back to its step.
+    self.remove_partial()
+    self._in_flight: int | None = None
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -74,6 +82,8 @@ class Checkpoints:
     self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                      run=ocp.args.JsonSave(run.to_json())),
                        metrics=metrics, force=True)
+    self._finished()
+    self._in_flight = step
 
   def read_run(self, step: int) -> RunRecord:
     saved = self._manager.restore(step, args=ocp.args.Composite(run=ocp.args.JsonRestore())).run
@@ -94,13 +104,24 @@ class Checkpoints:
     """The steps whose checkpoint is complete in storage."""
     return self._workdir.checkpoint_steps()
 
+  def known_complete_steps(self) -> list[int]:
+    """The steps this process knows to be complete without asking storage (which may be
+    unreachable): those there at the start, and the saves finished since."""
+    return sorted(set(self._known_complete))
+
+  def _finished(self) -> None:
+    if self._in_flight is not None:
+      self._known_complete.append(self._in_flight)
+      self._in_flight = None
+
   def remove_partial(self) -> None:
-    """Deletes the temporary directories of checkpoints that were not completed (after a
-    failed write, to give the space back at once). Process 0 only."""
+    """Deletes the checkpoints that were not completed (after a failed write, to give the
+    space back at once). Process 0 only."""
     if jax.process_index() != 0 or not self.directory.is_dir():
       return
+    complete = set(self.complete_steps())
     for path in self.directory.iterdir():
-      if TMP_DIR_SUFFIX in path.name:
+      if path.is_dir() and not (path.name.isdigit() and int(path.name) in complete):
         try:
           path.rmtree()
         except OSError:
@@ -109,6 +130,7 @@ class Checkpoints:
   def wait(self) -> None:
     """Blocks until every started save is complete in storage."""
     self._manager.wait_until_finished()
+    self._finished()
 
   def close(self) -> None:
     self._manager.close()

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from absl import app, flags, logging
 
-from alexnet_jax.errors import PeerLostError, UserError
+from alexnet_jax.errors import PeerLostError, StorageError, UserError
 
 
 def define_workdir(help_text: str, required: bool = True) -> None:
@@ -36,11 +36,13 @@ def no_arguments(argv: list[str]) -> None:
 
 
 def quiet_library_logs() -> None:
-  """Keeps Orbax's per-save INFO lines (a dozen per checkpoint) out of the log; its warnings
-  and errors still show."""
+  """Keeps Orbax's per-save INFO lines (a dozen per checkpoint) and fsspec's and gcsfs's
+  per-file ones out of the log; their warnings and errors still show."""
   logging.get_absl_handler().addFilter(
-      lambda record: record.levelno >= python_logging.WARNING or
-      f'{os.sep}orbax{os.sep}' not in record.pathname)
+      lambda record: record.levelno >= python_logging.WARNING or not any(
+          f'{os.sep}{library}{os.sep}' in record.pathname for library in ('orbax', 'fsspec', 'gcsfs')))
+  # gcsfs also logs, with a traceback, each error it then raises, which the command reports.
+  python_logging.getLogger('gcsfs').setLevel(python_logging.CRITICAL)
 
 
 def exit_on_user_error(main: Callable) -> Callable:
@@ -52,10 +54,11 @@ def exit_on_user_error(main: Callable) -> Callable:
   def wrapped(*args, **kwargs):
     try:
       return main(*args, **kwargs)
-    except PeerLostError as error:
+    except (PeerLostError, StorageError) as error:
       print(f'Error: {error}', file=sys.stderr, flush=True)
       # Not sys.exit: JAX's exit barrier would wait for the lost process until the timeout,
-      # then abort with a stack dump that buries this message.
+      # then abort with a stack dump that buries this message; Orbax's and gcsfs's exit
+      # handlers would retry writes to storage that cannot be reached, for minutes.
       os._exit(1)
     except UserError as error:
       print(f'Error: {error}', file=sys.stderr, flush=True)

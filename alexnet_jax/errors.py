@@ -38,6 +38,10 @@ class ImageReadError(UserError, ValueError):
   """An image file that cannot be read or decoded."""
 
 
+class StorageError(UserError, OSError):
+  """Object storage (gs://) could not be reached, or refused this process."""
+
+
 class DiskFullError(UserError, OSError):
   """The disk filled up while the run was writing to its workdir."""
 
@@ -57,6 +61,22 @@ def is_disk_full(error: BaseException | None) -> bool:
     if isinstance(error, OSError) and error.errno == errno.ENOSPC:
       return True
     if 'No space left on device' in str(error):
+      return True
+    error = error.__cause__ or error.__context__
+  return False
+
+
+def is_unreachable(error: BaseException | None) -> bool:
+  """Whether `error`, or an error it was raised from, is a failure to reach storage over the
+  network (refused or reset connection, timeout, unknown host) rather than an answer from it.
+  gcsfs raises aiohttp's connector errors once its retries (about 30 s) are spent; TensorStore
+  raises ValueErrors whose text carries its status."""
+  while error is not None:
+    if isinstance(error, (ConnectionError, TimeoutError)):
+      return True
+    if type(error).__name__.startswith('ClientConnector'):  # aiohttp's, without importing it
+      return True
+    if any(text in str(error) for text in ('UNAVAILABLE', 'Could not resolve host')):
       return True
     error = error.__cause__ or error.__context__
   return False

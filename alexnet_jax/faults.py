@@ -17,7 +17,8 @@ import jax
 from absl import logging
 
 from alexnet_jax.checkpoints import Checkpoints
-from alexnet_jax.errors import DiskFullError, NonFiniteError, PeerLostError, is_disk_full
+from alexnet_jax.errors import (DiskFullError, NonFiniteError, PeerLostError, StorageError,
+                                is_disk_full, is_unreachable)
 
 
 class Preemption:
@@ -115,7 +116,9 @@ def explained(error: BaseException, step: int, checkpoints: Checkpoints,
               workdir: str) -> Exception | None:
   """The user-facing error for a fault that stopped the run at `step`, saying where it can
   resume; None for an error that is not a known fault."""
-  steps = checkpoints.complete_steps()
+  unreachable = is_unreachable(error)
+  # Storage that cannot be reached cannot be listed either (another 30 s of retries).
+  steps = checkpoints.known_complete_steps() if unreachable else checkpoints.complete_steps()
   if steps:
     where = f'The last complete checkpoint is step {steps[-1]} in {checkpoints.directory}'
     again = 'run the same command to resume from it'
@@ -130,6 +133,11 @@ def explained(error: BaseException, step: int, checkpoints: Checkpoints,
         f'the disk holding {workdir} is full (no space left on device) at '
         f'step {step}. {where}, intact. Free some space, then {again} (it first deletes any '
         f'partial checkpoint).')
+  if unreachable:
+    return StorageError(
+        f'the storage of {workdir} could not be reached at step {step} '
+        f'({" ".join(str(error).split())[:200]}). {where}; once storage is reachable again, '
+        f'{again}.')
   if isinstance(error, NonFiniteError):
     return NonFiniteError(f'{error} {where}{", with finite parameters" if steps else ""}.')
   if jax.process_count() > 1 and is_peer_failure(error):
@@ -183,6 +191,10 @@ class RunGuard:
 
   def __exit__(self, kind, error, traceback) -> None:
     failed = isinstance(error, Exception)
+    if failed and is_unreachable(error):
+      # Storage is gone: each wait, upload or close would spend its own retries (gcsfs about
+      # 30 s, TensorStore minutes) and fail. Nothing more can be saved; say where to resume.
+      raise explained(error, self.step, self._checkpoints, self._workdir) from error
     explanation = None
     try:
       if failed:

@@ -14,6 +14,9 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
+import shutil
+import tempfile
 import time
 
 import jax
@@ -79,9 +82,10 @@ def kernel_grid(kernels: np.ndarray, columns: int = 16, zoom: int = 3) -> np.nda
   return grid.repeat(zoom, axis=0).repeat(zoom, axis=1)
 
 
-def _drop_lines_after(path, step: int) -> None:
+def _lines_up_to(path, step: int) -> list[str]:
+  """metrics.jsonl's lines of steps up to `step`, without a line cut off by a kill."""
   if not path.exists():
-    return
+    return []
   kept = []
   for line in path.read_text().splitlines(keepends=True):
     try:
@@ -89,7 +93,7 @@ def _drop_lines_after(path, step: int) -> None:
         kept.append(line)
     except ValueError:  # a line cut off by a kill
       pass
-  files.write_atomically(path, ''.join(kept))
+  return kept
 
 
 class MetricWriter:
@@ -98,7 +102,14 @@ class MetricWriter:
   A run that starts at `first_step` (its checkpoint's) first drops the lines of later steps
   from metrics.jsonl, and a cut-off last line: a run killed after its last checkpoint wrote
   them, and the resumed run writes those steps again.
+
+  On an object store (no append), metrics.jsonl is uploaded whole after each write, and the
+  TensorBoard event file, which TensorFlow writes only to local disks here, is written to a
+  local temporary directory and uploaded whole after each evaluation, at most
+  `EVENTS_UPLOAD_SECONDS` after a log, and at the end.
   """
+
+  EVENTS_UPLOAD_SECONDS = 60
 
   def __init__(self, workdir: Workdir | str, enabled: bool = True, first_step: int = 0):
     self.workdir = workdir if isinstance(workdir, Workdir) else Workdir(workdir)
@@ -106,9 +117,11 @@ class MetricWriter:
     self._summary = None
     if not enabled:
       return
+    self._remote = files.is_url(self.workdir.path)
     self.workdir.path.mkdir(parents=True, exist_ok=True)
-    _drop_lines_after(self.workdir.metrics_file, first_step)
-    self._jsonl = self.workdir.metrics_file.open('a')
+    self._lines = _lines_up_to(self.workdir.metrics_file, first_step)
+    files.write_atomically(self.workdir.metrics_file, ''.join(self._lines))
+    self._jsonl = None if self._remote else self.workdir.metrics_file.open('a')
     try:
       from alexnet_jax.tensorflow_cpu import tf
     except ImportError:
@@ -120,21 +133,37 @@ class MetricWriter:
       self._plugin = {name: summary_pb2.SummaryMetadata(
           plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=name))
           for name in ('scalars', 'images')}
-      self._summary = tf.summary.create_file_writer(str(self.workdir.tensorboard_dir))
+      self._events_dir = (tempfile.mkdtemp(prefix='alexnet_jax-tensorboard-') if self._remote
+                          else os.fspath(self.workdir.tensorboard_dir))
+      self._uploaded = time.time()
+      self._summary = tf.summary.create_file_writer(self._events_dir)
 
   def write_scalars(self, step: int, values: dict[str, float]) -> None:
     if not self.enabled:
       return
     values = {name: value if isinstance(value, int) else float(value)
               for name, value in values.items()}
-    self._jsonl.write(json.dumps({'step': int(step), **values}) + '\n')
-    self._jsonl.flush()
+    line = json.dumps({'step': int(step), **values}) + '\n'
+    if self._remote:
+      self._lines.append(line)
+      files.write_atomically(self.workdir.metrics_file, ''.join(self._lines))
+    else:
+      self._jsonl.write(line)
+      self._jsonl.flush()
     if self._summary is not None:
       with self._summary.as_default(step=int(step)):
         for name, value in values.items():
           self._tf.summary.write(name, self._tf.constant(value, self._tf.float32),
                                  metadata=self._plugin['scalars'])
       self._summary.flush()
+      if time.time() - self._uploaded >= self.EVENTS_UPLOAD_SECONDS:
+        self._upload_events()
+
+  def _upload_events(self) -> None:
+    if self._remote:
+      for name in os.listdir(self._events_dir):
+        files.upload(os.path.join(self._events_dir, name), self.workdir.tensorboard_dir / name)
+    self._uploaded = time.time()
 
   def write_image(self, step: int, name: str, image: np.ndarray) -> None:
     """TensorBoard image `name`, and DIR/<name>.png (the latest) as a file to look at."""
@@ -149,12 +178,22 @@ class MetricWriter:
         self._tf.summary.write(name, self._tf.constant([str(width), str(height), png]),
                                metadata=self._plugin['images'])
       self._summary.flush()
+      self._upload_events()
 
   def close(self) -> None:
-    if self.enabled:
+    if not self.enabled:
+      return
+    if self._jsonl is not None:
       self._jsonl.close()
-      if self._summary is not None:
-        self._summary.close()
+    if self._summary is not None:
+      self._summary.close()
+      if self._remote:
+        try:
+          self._upload_events()
+        except Exception as error:  # noqa: BLE001  (on the way out of a run storage stopped)
+          logging.warning('The TensorBoard events since the last upload were not copied to '
+                          '%s: %s', self.workdir.tensorboard_dir, str(error).splitlines()[0])
+        shutil.rmtree(self._events_dir, ignore_errors=True)
 
 
 def _duration(seconds: float) -> str:

@@ -43,8 +43,6 @@ from alexnet_jax.tensorflow_cpu import tf
 
 RECORD_FILE = 'conversion.json'
 _FORMAT = 2  # bump when the record or the shards change meaning (2: area-averaged shrinking)
-# Not a name TFDS's shard template matches, so a killed run's partial shard is never read.
-_TEMP_PREFIX = '.incomplete-'
 
 
 def read_record(dataset_dir: str) -> dict | None:
@@ -147,6 +145,8 @@ def convert(source: Source, output_dir: str, *, splits: Sequence[str], size: int
   that one had other settings or the source has changed since.
   """
   output_dir = files.path(output_dir)
+  if files.is_url(output_dir):  # before anything is written: a missing bucket is one line
+    files.check_writable_url(output_dir, 'the output directory', '--output_dir')
   settings = {'format': _FORMAT, 'source': source.name, 'size': size, 'quality': quality,
               'fast_decode': fast_decode, 'examples_per_shard': examples_per_shard}
   record = _open_record(output_dir, settings)
@@ -178,16 +178,17 @@ def convert(source: Source, output_dir: str, *, splits: Sequence[str], size: int
   with tqdm.tqdm(total=total, unit='img', desc=f'Converting to {size}x{size}') as progress:
     for split, shard, path in missing:
       start, stop = shard_range(split, shard)
-      temp_path = path.parent / (_TEMP_PREFIX + path.name)
       length = 0
-      with tf.io.TFRecordWriter(os.fspath(temp_path)) as writer:
+      # TensorFlow writes the shard to a local file (its file system cannot be pointed at
+      # an emulator, so gs:// goes through files' client), which then replaces `path`.
+      with files.written_locally(path) as local_path, \
+          tf.io.TFRecordWriter(local_path) as writer:
         for jpeg, label in _encoded_squares(source, split, start, stop, size, quality,
                                             fast_decode).as_numpy_iterator():
           # The Image feature stores bytes as given: each image is JPEG-encoded once only.
           writer.write(features.serialize_example({'image': jpeg, 'label': label}))
           length += 1
           progress.update()
-      temp_path.replace(path)
       progress.update(stop - start - length)
       entry = record['splits'][split]
       entry['shard_lengths'][shard], entry['skipped'][shard] = length, stop - start - length

@@ -21,6 +21,7 @@ import os
 import tensorflow_datasets as tfds
 from absl import logging
 
+from alexnet_jax import files
 from alexnet_jax.errors import ConfigError, DataError, MissingDataError
 from alexnet_jax.tensorflow_cpu import tf
 
@@ -219,9 +220,11 @@ def open_source(dataset: str, data_dir: str | None = None,
   """The source named by `dataset` (see the module docstring), prepared if it is TFDS."""
   if dataset.startswith(FOLDER_PREFIX):
     return FolderSource(os.path.abspath(os.path.expanduser(dataset[len(FOLDER_PREFIX):])))
-  if os.path.isfile(os.path.join(dataset, 'dataset_info.json')):
+  # A prepared directory may be a gs:// URL, which TFDS then reads through TensorFlow's
+  # file system.
+  if (files.path(dataset) / 'dataset_info.json').is_file():
     return TfdsSource(tfds.builder_from_directory(dataset))
-  if os.path.isdir(dataset):
+  if files.path(dataset).is_dir():
     raise MissingDataError(
         f'{dataset} is a directory but not a prepared TFDS data set (it has no '
         f'dataset_info.json). If it is an unfinished `python -m alexnet_jax.resize_dataset` '

@@ -111,7 +111,11 @@ class Workdir:
 
   def check_usable(self) -> None:
     """WorkdirError unless the workdir is a directory, or can be made one, that this process
-    can write to. Creates nothing."""
+    can write to; StorageError for a URL in a missing bucket, or that cannot be reached or
+    written. Creates nothing (leaves nothing on an object store)."""
+    if files.is_url(self.path):
+      files.check_writable_url(self.path, 'the workdir', '--workdir')
+      return
     existing = self.path
     while not existing.exists() and existing.parent != existing:
       existing = existing.parent
@@ -119,19 +123,21 @@ class Workdir:
       where = 'is a file' if existing == self.path else f'is inside {existing}, which is a file'
       raise WorkdirError(f'the workdir {self} {where}, not a directory. Give --workdir a new or '
                          f'existing directory; the file was left as it is.')
-    if '://' not in str(self) and not os.access(existing, os.W_OK | os.X_OK):
+    if not os.access(existing, os.W_OK | os.X_OK):
       raise WorkdirError(f'cannot write to {existing} (no permission, or read-only), so the '
                          f'workdir {self} cannot be '
                          f'{"used" if existing == self.path else "made"}. Give --workdir a '
                          f'directory you can write to.')
 
   def checkpoint_steps(self) -> list[int]:
-    """The steps whose checkpoint is complete (Orbax renames a checkpoint's temporary
-    directory to its step number once everything is written)."""
+    """The steps whose checkpoint is complete. Orbax marks one complete by renaming its
+    temporary directory to the step number, or, on an object store (no rename), by writing
+    commit_success.txt into the step's directory once everything else is written."""
+    from orbax.checkpoint import path as orbax_path  # here: plot never loads Orbax
     if not self.checkpoints_dir.is_dir():
       return []
     return sorted(int(path.name) for path in self.checkpoints_dir.iterdir()
-                  if path.name.isdigit())
+                  if path.name.isdigit() and orbax_path.step.is_path_finalized(path))
 
   def write_run_files(self, config, normalization: Normalization,
                       class_names: list[str]) -> None:

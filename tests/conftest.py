@@ -12,6 +12,9 @@ def pytest_configure(config):
   this process and in the subprocesses they start: JAX's persistent compilation cache,
   shared through the environment, compiles each once per session. Set before jax is
   imported; a cache dir the caller set is kept."""
+  # What alexnet_jax.files sets for an emulator, here before anything imports gcsfs, which
+  # reads it once: the tests' in-process gs:// calls go to tests/gcs_emulator.py's.
+  os.environ.setdefault('GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT', 'false')
   if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
     config.compilation_cache = tempfile.mkdtemp(prefix='alexnet_jax_xla_cache_')
     os.environ['JAX_COMPILATION_CACHE_DIR'] = config.compilation_cache
@@ -45,3 +48,20 @@ def shapes_data_dir(tf, tmp_path_factory):
   data_dir = str(tmp_path_factory.mktemp('tfds'))
   sources.open_source('shapes', data_dir=data_dir)
   return data_dir
+
+
+@pytest.fixture(scope='session')
+def gcs(tmp_path_factory):
+  """A GCS emulator on localhost for the session (tests/gcs_emulator.py), with this process
+  and the commands the tests start pointed at it (STORAGE_EMULATOR_HOST)."""
+  pytest.importorskip('gcsfs')
+  from alexnet_jax import files
+  from tests.gcs_emulator import Emulator
+  emulator = Emulator(tmp_path_factory.mktemp('gcs')).start()
+  saved = dict(os.environ)
+  os.environ.update(emulator.env)
+  files.configure_object_stores()
+  yield emulator
+  emulator.stop()
+  os.environ.clear()
+  os.environ.update(saved)

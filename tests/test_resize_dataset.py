@@ -181,14 +181,14 @@ def test_an_interrupted_conversion_resumes_with_the_missing_shards(source, conve
   names = [f'resized{SIZE}_{os.path.basename(source.root)}-train.tfrecord-'
            f'{k:05d}-of-{TRAIN_SHARDS:05d}' for k in range(TRAIN_SHARDS)]
   assert sorted(completed) == names[:2]
-  assert os.path.exists(os.path.join(output_dir, '.incomplete-' + names[2]))
+  assert os.path.exists(os.path.join(output_dir, f'.{names[2]}.tmp'))  # the partial shard
 
   resize_dataset.convert(source, output_dir, splits=['train', 'validation'], size=SIZE,
                          examples_per_shard=EXAMPLES_PER_SHARD)
   resumed = shard_stats(output_dir)
   assert {name: resumed[name] for name in completed} == completed
   assert len(resumed) == TRAIN_SHARDS + 1
-  assert not [name for name in os.listdir(output_dir) if name.startswith('.incomplete-')]
+  assert not [name for name in os.listdir(output_dir) if name.endswith('.tmp')]
   for split in SPLIT_SIZES:
     assert stored_examples(output_dir, split) == stored_examples(converted, split)
   assert resize_dataset.read_record(output_dir) == resize_dataset.read_record(converted)

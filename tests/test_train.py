@@ -260,10 +260,11 @@ def test_eight_devices_give_the_parameters_of_one(tf, shapes_data_dir, tmp_path)
 # test_reliability.py's lost-peer tests; single-process SIGTERM resume through the reliability
 # chain test.
 @pytest.mark.slow
-@pytest.mark.parametrize('signal_name', ['SIGTERM', 'SIGINT'])
-def test_two_processes_stop_on_sigterm_or_ctrl_c_and_resume_exactly(tf, shapes_data_dir,
-                                                                      tmp_path, signal_name):
-  """Two JAX processes on localhost (gloo collectives), each reading its half of the data.
+@pytest.mark.parametrize('signal_name,storage', [('SIGTERM', 'gs'), ('SIGINT', 'local')])
+def test_two_processes_stop_on_sigterm_or_ctrl_c_and_resume_exactly(
+    tf, shapes_data_dir, tmp_path, request, signal_name, storage):
+  """Two JAX processes on localhost (gloo collectives), each reading its half of the data,
+  sharing one workdir: on gs:// (a GCS emulator, tests/gcs_emulator.py) or a local disk.
   SIGTERM (a preempted host) or SIGINT (Ctrl-C in its terminal) to one of them: both save at
   the same step and exit cleanly; the same command then resumes on both and ends with the
   parameters of an uninterrupted two-process run, bit for bit."""
@@ -271,6 +272,7 @@ def test_two_processes_stop_on_sigterm_or_ctrl_c_and_resume_exactly(tf, shapes_d
   import signal
   import time
 
+  from alexnet_jax import files
   from tests.test_multihost import free_port
   steps = 40
 
@@ -287,10 +289,12 @@ def test_two_processes_stop_on_sigterm_or_ctrl_c_and_resume_exactly(tf, shapes_d
              'JAX_PROCESS_ID': str(i)},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
     if signal_after_logs:
-      metrics, deadline = workdir / 'metrics.jsonl', time.time() + 240
+      metrics, deadline = files.path(workdir) / 'metrics.jsonl', time.time() + 240
       while not (metrics.exists() and
                  len(metrics.read_text().splitlines()) >= signal_after_logs):
-        assert time.time() < deadline and all(p.poll() is None for p in processes)
+        ended = [p for p in processes if p.poll() is not None]
+        assert not ended, ended[0].communicate()[0][-3000:]
+        assert time.time() < deadline
         time.sleep(0.1)
       processes[1].send_signal(getattr(signal, signal_name))
     logs = [p.communicate(timeout=300)[0] for p in processes]
@@ -299,6 +303,10 @@ def test_two_processes_stop_on_sigterm_or_ctrl_c_and_resume_exactly(tf, shapes_d
     return logs
 
   straight, resumed = tmp_path / 'straight', tmp_path / 'resumed'
+  if storage == 'gs':
+    from tests.gcs_emulator import BUCKET
+    request.getfixturevalue('gcs')
+    resumed = f'gs://{BUCKET}/two_processes'
   logs = run_two(straight)
   assert 'on 2 devices in 2 processes' in logs[0]
   logs = run_two(resumed, signal_after_logs=3)

@@ -1,0 +1,95 @@
+"""A Google Cloud Storage emulator on localhost (gcp-storage-emulator, from PyPI), which the
+tests start and stop: `STORAGE_EMULATOR_HOST` pointed at it sends every gs:// path of the
+project there (alexnet_jax.files.configure_object_stores).
+
+The emulator's downloads lack what GCS sends and TensorStore relies on to update Orbax's
+OCDBT manifests: the object's generation (header x-goog-generation) and the generation
+preconditions (ifGenerationMatch / ifGenerationNotMatch). Without them TensorStore fails
+with "Malformed StorageGeneration" as soon as it re-reads a manifest. Run as a module
+(`python -m tests.gcs_emulator start ...`), this file starts the emulator with its download
+handler completed so.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+BUCKET = 'alexnet-test'
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+class Emulator:
+  """One emulator process at a fixed port, storing objects under `storage` (on disk, so that
+  what was written survives a `stop` and the next `start`)."""
+
+  def __init__(self, storage: Path):
+    self.storage, self.port = storage, free_port()
+    self.url = f'http://127.0.0.1:{self.port}'
+    self.env = {'STORAGE_EMULATOR_HOST': self.url}
+    self._process = None
+
+  def start(self) -> Emulator:
+    self._process = subprocess.Popen(
+        [sys.executable, '-m', 'tests.gcs_emulator', 'start', '--host=127.0.0.1',
+         f'--port={self.port}', f'--default-bucket={BUCKET}', '--quiet'],
+        cwd=ROOT, env={**os.environ, 'STORAGE_BASE': str(self.storage)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 30
+    while True:
+      try:
+        urllib.request.urlopen(f'{self.url}/storage/v1/b/{BUCKET}', timeout=2).close()
+        return self
+      except OSError:
+        if time.time() > deadline or self._process.poll() is not None:
+          raise RuntimeError(f'the storage emulator did not start on port {self.port}')
+        time.sleep(0.2)
+
+  def stop(self) -> None:
+    if self._process is not None:
+      self._process.terminate()
+      self._process.wait(timeout=30)
+      self._process = None
+
+
+def serve(argv: list[str]) -> None:
+  """gcp-storage-emulator's command line, with downloads that carry the generation and honour
+  its preconditions, as GCS's do."""
+  from http import HTTPStatus
+
+  from gcp_storage_emulator.exceptions import NotFound
+  from gcp_storage_emulator.handlers import objects
+  plain_download = objects.download
+
+  def download(request, response, storage, *args, **kwargs):
+    try:
+      generation = storage.get_file_obj(request.params['bucket_name'],
+                                        request.params['object_id'])['generation']
+    except NotFound:
+      return plain_download(request, response, storage, *args, **kwargs)
+    response['x-goog-generation'] = generation
+    if request.query.get('ifGenerationNotMatch', [None])[0] == generation:
+      response.status = HTTPStatus.NOT_MODIFIED
+    elif request.query.get('ifGenerationMatch', [generation])[0] != generation:
+      response.status = HTTPStatus.PRECONDITION_FAILED
+    else:
+      plain_download(request, response, storage, *args, **kwargs)
+
+  objects.download = download  # before the server's route table is built from it
+  from gcp_storage_emulator.__main__ import main
+  main(argv)
+
+
+if __name__ == '__main__':
+  serve(sys.argv[1:])
