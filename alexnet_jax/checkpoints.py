@@ -43,8 +43,9 @@ class Checkpoints:
         # best_fn also makes Orbax write each checkpoint's metrics to disk, so that a resumed
         # run still knows which checkpoint is the best (without it they live in memory only).
         best_fn=lambda metrics: metrics[BEST_METRIC], best_mode='min',
-        # A process killed while writing leaves a temporary directory, never taken for a
-        # checkpoint; the next run removes it.
+        # A process killed while writing leaves a temporary directory (on an object store,
+        # a step directory without its commit file), never taken for a checkpoint; the next
+        # run removes it before its first save.
         cleanup_tmp_directories=True, enable_async_checkpointing=True, create=True)
     self._manager = ocp.CheckpointManager(self.directory, options=options,
                                           item_names=('state', 'run'))
@@ -52,9 +53,6 @@ class Checkpoints:
     # unreachable storage can resume: those found at the start, and each save that Orbax
     # finished (it waits for the previous save before it starts the next).
     self._known_complete = list(self._manager.all_steps())
-    # Orbax leaves an object store's partial checkpoints (no temporary name marks them), and
-    # would save into one again when the run gets back to its step.
-    self.remove_partial()
     self._in_flight: int | None = None
 
   def latest_step(self) -> int | None:

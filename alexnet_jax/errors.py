@@ -70,13 +70,15 @@ def is_unreachable(error: BaseException | None) -> bool:
   """Whether `error`, or an error it was raised from, is a failure to reach storage over the
   network (refused or reset connection, timeout, unknown host) rather than an answer from it.
   gcsfs raises aiohttp's connector errors once its retries (about 30 s) are spent; TensorStore
-  raises ValueErrors whose text carries its status."""
+  raises ValueErrors whose text carries its status and the gs:// path (JAX's own UNAVAILABLE,
+  a lost peer, names none)."""
   while error is not None:
     if isinstance(error, (ConnectionError, TimeoutError)):
       return True
     if type(error).__name__.startswith('ClientConnector'):  # aiohttp's, without importing it
       return True
-    if any(text in str(error) for text in ('UNAVAILABLE', 'Could not resolve host')):
+    text = str(error)
+    if 'Could not resolve host' in text or ('UNAVAILABLE' in text and 'gs://' in text):
       return True
     error = error.__cause__ or error.__context__
   return False

@@ -16,6 +16,7 @@ from collections.abc import Callable
 import jax
 from absl import logging
 
+from alexnet_jax import files
 from alexnet_jax.checkpoints import Checkpoints
 from alexnet_jax.errors import (DiskFullError, NonFiniteError, PeerLostError, StorageError,
                                 is_disk_full, is_unreachable)
@@ -112,11 +113,17 @@ def is_peer_failure(error: BaseException) -> bool:
        'CANCELLED:', 'FAILED_PRECONDITION:'))
 
 
+def storage_lost(error: BaseException, workdir: str) -> bool:
+  """Whether `error` is the object store holding `workdir` becoming unreachable (a local
+  workdir's run has no such fault: a connection error there is a peer's or the data's)."""
+  return files.is_url(workdir) and is_unreachable(error)
+
+
 def explained(error: BaseException, step: int, checkpoints: Checkpoints,
               workdir: str) -> Exception | None:
   """The user-facing error for a fault that stopped the run at `step`, saying where it can
   resume; None for an error that is not a known fault."""
-  unreachable = is_unreachable(error)
+  unreachable = storage_lost(error, workdir)
   # Storage that cannot be reached cannot be listed either (another 30 s of retries).
   steps = checkpoints.known_complete_steps() if unreachable else checkpoints.complete_steps()
   if steps:
@@ -191,7 +198,7 @@ class RunGuard:
 
   def __exit__(self, kind, error, traceback) -> None:
     failed = isinstance(error, Exception)
-    if failed and is_unreachable(error):
+    if failed and storage_lost(error, self._workdir):
       # Storage is gone: each wait, upload or close would spend its own retries (gcsfs about
       # 30 s, TensorStore minutes) and fail. Nothing more can be saved; say where to resume.
       raise explained(error, self.step, self._checkpoints, self._workdir) from error

@@ -119,8 +119,10 @@ class MetricWriter:
       return
     self._remote = files.is_url(self.workdir.path)
     self.workdir.path.mkdir(parents=True, exist_ok=True)
-    self._lines = _lines_up_to(self.workdir.metrics_file, first_step)
-    files.write_atomically(self.workdir.metrics_file, ''.join(self._lines))
+    lines = _lines_up_to(self.workdir.metrics_file, first_step)
+    files.write_atomically(self.workdir.metrics_file, ''.join(lines))
+    # The lines so far: an object store has no append, so each write uploads them all.
+    self._lines = lines if self._remote else None
     self._jsonl = None if self._remote else self.workdir.metrics_file.open('a')
     try:
       from alexnet_jax.tensorflow_cpu import tf

@@ -6,7 +6,6 @@ data_dir) cannot be emulated: docs/cloud.md."""
 import json
 import os
 import re
-import signal
 import time
 
 import numpy as np
@@ -14,8 +13,8 @@ import pytest
 
 from tests.gcs_emulator import BUCKET, Emulator
 from tests.test_reliability import (assert_same_final_parameters, reference_and_command,
-                                    start_cli, stop_and_read, wait_for)
-from tests.test_train import config_flags, final_params, run_cli, tiny_config
+                                    start_cli, wait_for)
+from tests.test_train import config_flags, run_cli, tiny_config
 
 
 def objects(url):
@@ -64,8 +63,7 @@ def test_a_usable_gcs_workdir_is_left_empty_and_a_missing_bucket_is_named(gcs):
 def test_a_partial_checkpoint_on_gcs_is_never_taken_for_one_and_is_removed(gcs):
   """On an object store Orbax marks a complete checkpoint with commit_success.txt (there is
   no rename): a step directory without it, as a kill mid-write leaves one, is not listed,
-  not restored, and removed when the next run opens the checkpoints (Orbax would save into
-  it again)."""
+  not restored, and removed by the next run before its first save (Orbax's cleanup)."""
   import jax.numpy as jnp
 
   from alexnet_jax import files
@@ -87,7 +85,10 @@ def test_a_partial_checkpoint_on_gcs_is_never_taken_for_one_and_is_removed(gcs):
   assert {name.split('/')[0] for name in objects(workdir.checkpoints_dir)} == {'1', '2'}
   checkpoints = Checkpoints(workdir, keep=3, keep_best=0)  # what a resumed run opens
   assert checkpoints.latest_step() == 1
-  assert {name.split('/')[0] for name in objects(workdir.checkpoints_dir)} == {'1'}
+  checkpoints.save(3, state, RunRecord.start({'variant': 'test'}))
+  checkpoints.wait()
+  assert {name.split('/')[0] for name in objects(workdir.checkpoints_dir)} == {'1', '3'}
+  assert workdir.checkpoint_steps() == [1, 3]
   checkpoints.close()
 
 
@@ -142,7 +143,7 @@ def test_a_run_on_gcs_killed_mid_run_resumes_to_the_uninterrupted_result_and_is_
   scores = files.read_json(f'{url}/eval-{steps}.json')
   assert scores == json.loads(json.dumps(evaluate.evaluate_checkpoint(str(straight))))
 
-  image = next((tmp_path / 'straight').parent.glob('**/*.png'), None) or _an_image(tmp_path)
+  image = _an_image(tmp_path)
   result = run_cli(['-m', 'alexnet_jax.predict', f'--workdir={url}', str(image)])
   assert result.returncode == 0, result.stderr[-3000:]
   expected = predict.predict(inference.load(str(straight)), [str(image)])[0]
