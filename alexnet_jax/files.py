@@ -21,6 +21,7 @@ import json
 import os
 import re
 import tempfile
+import uuid
 from collections.abc import Iterator
 
 import numpy as np
@@ -75,7 +76,8 @@ def check_writable_url(url: epath.Path, what: str, flag: str) -> None:
   `flag` the command-line flag that sets it."""
   from alexnet_jax.errors import StorageError, is_unreachable
   bucket = f'{url.parts[1]}://{url.parts[2]}' if len(url.parts) > 2 else str(url)
-  probe = url / '.alexnet_jax-write-check'
+  # A name of this process's own: every process of a run checks at once.
+  probe = url / f'.alexnet_jax-write-check-{uuid.uuid4().hex}'
   try:
     probe.write_bytes(b'')
     probe.unlink()

@@ -56,11 +56,13 @@ def gcs(tmp_path_factory):
   and the commands the tests start pointed at it (STORAGE_EMULATOR_HOST)."""
   pytest.importorskip('gcsfs')
   from alexnet_jax import files
-  from tests.gcs_emulator import Emulator
+  from tests.gcs_emulator import BUCKET, Emulator
   emulator = Emulator(tmp_path_factory.mktemp('gcs')).start()
   saved = dict(os.environ)
   os.environ.update(emulator.env)
   files.configure_object_stores()
+  # This process's client is made (credentials looked up) now, not in a test's first poll.
+  assert files.path(f'gs://{BUCKET}').is_dir()
   yield emulator
   emulator.stop()
   os.environ.clear()

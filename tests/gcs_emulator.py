@@ -56,6 +56,10 @@ class Emulator:
           raise RuntimeError(f'the storage emulator did not start on port {self.port}')
         time.sleep(0.2)
 
+  @property
+  def running(self) -> bool:
+    return self._process is not None
+
   def stop(self) -> None:
     if self._process is not None:
       self._process.terminate()

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.gcs_emulator import BUCKET, Emulator
+from tests.gcs_emulator import BUCKET
 from tests.test_reliability import (assert_same_final_parameters, reference_and_command,
                                     start_cli, wait_for)
 from tests.test_train import config_flags, run_cli, tiny_config
@@ -132,7 +132,8 @@ def test_a_run_on_gcs_killed_mid_run_resumes_to_the_uninterrupted_result_and_is_
   assert f'Compiled steps are cached in {caches}/xla.' in result.stderr
   cached = objects(caches)
   assert cached[0].startswith('pixel_stats/pixel_stats-train-') and cached[0].endswith('.npz')
-  assert {'xla/jit_train_step', 'xla/jit_eval_step'} <= {name.split('-')[0] for name in cached}
+  # JAX caches a program whose compilation took a second or more: the train step here.
+  assert 'xla/jit_train_step' in {name.split('-')[0] for name in cached}
   train = logged_steps(url, 'train_loss')
   assert train == sorted(set(train)) and train[-1] == steps  # each step once, in order
   assert logged_steps(url, 'eval_top1_error') == [steps]
@@ -179,8 +180,20 @@ def test_the_conversion_writes_the_same_files_to_gcs_as_to_a_local_disk(tf, shap
   local = sorted(os.listdir(tmp_path / 'converted'))
   assert objects(url) == local and len([n for n in local if '.tfrecord-' in n]) == 4
   for name in local:
-    if name != 'dataset_info.json':  # it records when it was written
-      assert (outputs[url] / name).read_bytes() == (tmp_path / 'converted' / name).read_bytes()
+    stored = (outputs[url] / name).read_bytes()
+    expected = (tmp_path / 'converted' / name).read_bytes()
+    if '.tfrecord-' in name:  # the same examples: protobuf writes a map in any order
+      assert records(stored, tmp_path / 'from_gcs') == records(expected, tmp_path / 'local')
+    elif name != 'dataset_info.json':  # it records when it was written
+      assert stored == expected, name
+
+
+def records(shard: bytes, scratch) -> list:
+  """The tf.train.Examples of a TFRecord shard's bytes."""
+  from alexnet_jax.tensorflow_cpu import tf
+  scratch.write_bytes(shard)
+  return [tf.train.Example.FromString(record.numpy())
+          for record in tf.data.TFRecordDataset(str(scratch))]
 
 
 class Refusing:
@@ -237,11 +250,10 @@ def test_unusable_gcs_workdirs_are_one_error_line_before_anything_compiles(shape
 
 @pytest.mark.slow
 def test_storage_lost_mid_run_is_one_error_line_and_the_run_resumes_once_it_is_back(
-    tf, shapes_data_dir, tmp_path):
+    tf, shapes_data_dir, tmp_path, gcs):
   """The emulator stops while a gs:// run trains: the run ends with one Error line naming its
   last complete checkpoint; with storage back, the same command resumes from that checkpoint
   and ends with the uninterrupted run's parameters, bit for bit."""
-  from alexnet_jax import files
   from alexnet_jax.train import train_and_evaluate
   from alexnet_jax.workdir import Workdir
   steps = 60
@@ -249,16 +261,12 @@ def test_storage_lost_mid_run_is_one_error_line_and_the_run_resumes_once_it_is_b
                        checkpoint_every_steps=5)
   straight = tmp_path / 'straight'
   train_and_evaluate(config, str(straight))
-  args = ['train.py', *config_flags(config)]
-  emulator = Emulator(tmp_path / 'storage').start()
-  os.environ.update(emulator.env)
-  files.configure_object_stores()
   url = f'gs://{BUCKET}/lost'
-  args.append(f'--workdir={url}')
+  args = ['train.py', *config_flags(config), f'--workdir={url}']
   try:
-    process = start_cli(args, env=emulator.env)
+    process = start_cli(args)
     wait_for(lambda: len(Workdir(url).checkpoint_steps()) >= 2, process, poll=0.2)
-    emulator.stop()
+    gcs.stop()  # its objects stay on disk for the restart
     stopped = time.time()
     output = process.communicate(timeout=300)[0]
     ended = time.time() - stopped
@@ -269,13 +277,14 @@ def test_storage_lost_mid_run_is_one_error_line_and_the_run_resumes_once_it_is_b
         rf'complete checkpoint is step (\d+) in {url}/checkpoints; once storage is reachable '
         rf'again, run the same command to resume from it\.', errors[0])
     assert found, errors[0]
-    emulator.start()
+    gcs.start()
     last = int(found.group(1))
     assert last == Workdir(url).checkpoint_steps()[-1]
-    result = run_cli(args, env=emulator.env)
+    result = run_cli(args)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f'Resumed from checkpoint {last} ' in result.stderr
     assert_same_final_parameters(straight, url, steps)
   finally:
-    emulator.stop()
+    if not gcs.running:
+      gcs.start()  # for the tests after this one
   assert ended < 200, f'the run ended {ended:.0f} s after storage was lost'
