@@ -5,8 +5,9 @@ data stream stands.
 Saves are asynchronous (training goes on while the arrays are written). Locally, Orbax
 writes into a temporary directory and renames it when complete; on an object store (no
 rename) it writes the step's directory and, last, its commit_success.txt. Either way a
-half-written checkpoint is never taken for one (`Workdir.checkpoint_steps`). Orbax decides the cadence (every `save_every` steps) and, with several
-processes, the step at which all of them save on a preemption notice. Kept: the latest `keep`
+half-written checkpoint is never taken for one (`Workdir.checkpoint_steps`). Orbax decides
+the cadence (every `save_every` steps) and, with several processes, the step at which all
+of them save on a preemption notice. Kept: the latest `keep`
 and the `keep_best` with the lowest evaluation top-1 error. All processes call every method
 (Orbax coordinates the writes).
 """

@@ -40,7 +40,8 @@ def quiet_library_logs() -> None:
   per-file ones out of the log; their warnings and errors still show."""
   logging.get_absl_handler().addFilter(
       lambda record: record.levelno >= python_logging.WARNING or not any(
-          f'{os.sep}{library}{os.sep}' in record.pathname for library in ('orbax', 'fsspec', 'gcsfs')))
+          f'{os.sep}{library}{os.sep}' in record.pathname
+          for library in ('orbax', 'fsspec', 'gcsfs')))
   # gcsfs also logs, with a traceback, each error it then raises, which the command reports.
   python_logging.getLogger('gcsfs').setLevel(python_logging.CRITICAL)
 

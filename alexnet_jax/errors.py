@@ -66,6 +66,12 @@ def is_disk_full(error: BaseException | None) -> bool:
   return False
 
 
+def in_one_line(error: BaseException, limit: int) -> str:
+  """`error`'s message on one line, cut at `limit` characters: gcsfs's and TensorStore's run
+  over several lines (a 403's reason is on the second)."""
+  return ' '.join(str(error).split())[:limit] or type(error).__name__
+
+
 def is_unreachable(error: BaseException | None) -> bool:
   """Whether `error`, or an error it was raised from, is a failure to reach storage over the
   network (refused or reset connection, timeout, unknown host) rather than an answer from it.

@@ -19,7 +19,7 @@ from absl import logging
 from alexnet_jax import files
 from alexnet_jax.checkpoints import Checkpoints
 from alexnet_jax.errors import (DiskFullError, NonFiniteError, PeerLostError, StorageError,
-                                is_disk_full, is_unreachable)
+                                in_one_line, is_disk_full, is_unreachable)
 
 
 class Preemption:
@@ -143,7 +143,7 @@ def explained(error: BaseException, step: int, checkpoints: Checkpoints,
   if unreachable:
     return StorageError(
         f'the storage of {workdir} could not be reached at step {step} '
-        f'({" ".join(str(error).split())[:200]}). {where}; once storage is reachable again, '
+        f'({in_one_line(error, 200)}). {where}; once storage is reachable again, '
         f'{again}.')
   if isinstance(error, NonFiniteError):
     return NonFiniteError(f'{error} {where}{", with finite parameters" if steps else ""}.')

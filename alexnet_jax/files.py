@@ -74,7 +74,7 @@ def check_writable_url(url: epath.Path, what: str, flag: str) -> None:
   """StorageError unless this process can write objects under the URL `url`: writes and
   deletes an empty object there. `what` names the directory in the message ('the workdir'),
   `flag` the command-line flag that sets it."""
-  from alexnet_jax.errors import StorageError, is_unreachable
+  from alexnet_jax.errors import StorageError, in_one_line, is_unreachable
   bucket = f'{url.parts[1]}://{url.parts[2]}' if len(url.parts) > 2 else str(url)
   # A name of this process's own: every process of a run checks at once.
   probe = url / f'.alexnet_jax-write-check-{uuid.uuid4().hex}'
@@ -82,7 +82,7 @@ def check_writable_url(url: epath.Path, what: str, flag: str) -> None:
     probe.write_bytes(b'')
     probe.unlink()
   except Exception as error:  # noqa: BLE001  (each kind becomes its own message)
-    reason = ' '.join(str(error).split())[:300] or type(error).__name__
+    reason = in_one_line(error, 300)
     if isinstance(error, FileNotFoundError):  # 404 on an upload: the bucket is missing
       message = (f'the bucket {bucket} of {what} {url} does not exist. Create it (gcloud '
                  f'storage buckets create {bucket} --location=REGION, in the region of the '
