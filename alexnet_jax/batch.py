@@ -1,10 +1,11 @@
 """What a batch of the input pipeline holds: its fields, their dtypes and per-example shapes.
 
-The host decodes and crops; the device finishes the pixels (`alexnet_jax.pixels`), so a batch
-carries, besides the uint8 crops and labels, where each crop was taken and whether it was
-mirrored. Bookkeeping fields number the examples so that the host can count the images that
-could not be decoded (the gaps) and know where to resume; the resumable iterator
-(`input_pipeline.ResumableBatches`) takes them off, and the device never sees them.
+The host decodes and crops (or, from a source of squares, only decodes); the device finishes
+the pixels (`alexnet_jax.pixels`), so a batch carries, besides the uint8 images and labels,
+where each crop was taken and whether it was mirrored. Bookkeeping fields number the examples
+so that the host can count the images that could not be decoded (the gaps) and know where to
+resume; the resumable iterator (`input_pipeline.ResumableBatches`) takes them off, and the
+device never sees them.
 
 The tf.data pipelines build their examples from these tables (`input_pipeline`), and the
 steps read the fields by these names (`train_step`, `pixels`). No TensorFlow here.
@@ -31,7 +32,9 @@ class Field:
 # The views and what the device needs to finish their pixels. V (10 views) only in ten-crop
 # evaluation batches.
 _VIEWS = {
-    'image': Field(np.dtype(np.uint8), '([V,] H, W, 3)', 'the crop, mirrored if flipped'),
+    'image': Field(np.dtype(np.uint8), '([V,] H, W, 3)',
+                   'the crop, mirrored if flipped; in training from a source of squares, the '
+                   'whole square instead, which the device crops and mirrors'),
     'label': Field(np.dtype(np.int32), '()', 'the class'),
     'crop_offset': Field(np.dtype(np.int32), '([V,] 2)', '[y, x] of the crop in the square'),
     'flipped': Field(np.dtype(np.bool_), '([V])', 'whether the crop was mirrored'),

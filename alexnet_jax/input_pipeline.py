@@ -3,6 +3,8 @@
     train: read -> [cache] -> per epoch: shuffle from (seed, process, epoch) -> [skip to
            the resume position] -> number -> decode, 256 square, random crop, flip,
            lighting draw -> drop undecodable -> batch -> prefetch
+           (from a source of 256 squares: decode, draw the crop, flip and lighting, and
+           leave the crop and the flip to the device)
     eval:  read -> number -> decode, 256 square, centre crop or 10 crops -> drop undecodable
            -> pad to whole batches with masked examples -> batch -> prefetch
 
@@ -64,12 +66,20 @@ def squares(source: Source, split: str, start: int, stop: int, size: int,
   return dataset.ignore_errors().with_options(_options())
 
 
+def crops_on_device(source: Source, resize_size: int) -> bool:
+  """Whether training ships whole squares for the device to crop and mirror: where every
+  image of the source is declared to be the `resize_size` square (a conversion). The host
+  then only decodes; the device's crop is the host's, pixel for pixel."""
+  return source.image_shape == (resize_size, resize_size, 3)
+
+
 def train_dataset(source: Source, split: str, *, batch_size: int, image_size: int,
                   resize_size: int, seed: int, shuffle_buffer: int = 10_000,
                   fast_decode: bool = True, cache: bool = False,
                   lighting: PixelStats | None = None, lighting_std: float = 0.1,
                   process_index: int = 0, process_count: int = 1,
-                  start_position: int = 0) -> tf.data.Dataset:
+                  start_position: int = 0, crop_on_device: bool | None = None
+                  ) -> tf.data.Dataset:
   """Endless training batches of `batch_size` (this host's share of the global batch).
 
   The stream is a function of `seed` and this process alone: epoch e is this host's part of
@@ -79,9 +89,16 @@ def train_dataset(source: Source, split: str, *, batch_size: int, image_size: in
   resumed run skips at most one epoch's encoded records and none of the decoding.
   `cache` keeps the encoded images of this host's part of the split in memory after the
   first epoch. `lighting` (the split's PixelStats) with `lighting_std` > 0 turns on the
-  paper's PCA lighting noise.
+  paper's PCA lighting noise. `crop_on_device` (default: `crops_on_device(source, ...)`)
+  ships the decoded squares uncropped and unmirrored, with the same crop offsets and flags;
+  only for sources of `resize_size` squares.
   """
   _check_crop_fits(image_size, resize_size)
+  if crop_on_device is None:
+    crop_on_device = crops_on_device(source, resize_size)
+  elif crop_on_device and not crops_on_device(source, resize_size):
+    raise ValueError(f'crop_on_device needs a source of {resize_size}x{resize_size} images; '
+                     f'{source.name} declares {source.image_shape}.')
   start, stop = host_range(source.num_examples(split), process_index, process_count)
   if stop == start:
     raise ValueError(f'process {process_index} of {process_count} has no {split} examples: '
@@ -111,9 +128,15 @@ def train_dataset(source: Source, split: str, *, batch_size: int, image_size: in
   def preprocess(position, example):
     crop_seed, flip_seed, lighting_seed = tf.unstack(tf.random.experimental.stateless_split(
         preprocessing.example_seed(stream_seed, position), 3))
-    image, offset = preprocessing.random_crop_view(example['image'], resize_size, image_size,
-                                                   crop_seed, fast_decode)
-    image, flipped = preprocessing.random_flip(image, flip_seed)
+    if crop_on_device:
+      image = tf.ensure_shape(preprocessing.decode_image(example['image']),
+                              [resize_size, resize_size, 3])
+      offset = preprocessing.random_square_offset(resize_size, image_size, crop_seed)
+      flipped = preprocessing.random_flip_draw(flip_seed)
+    else:
+      image, offset = preprocessing.random_crop_view(example['image'], resize_size,
+                                                     image_size, crop_seed, fast_decode)
+      image, flipped = preprocessing.random_flip(image, flip_seed)
     if use_lighting:
       rgb_offset = pixels.lighting_in_pixels(preprocessing.pca_lighting(
           lighting_seed, eigenvalues, eigenvectors, lighting_std))

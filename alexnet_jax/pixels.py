@@ -5,7 +5,10 @@
 
 The host ships uint8 crops with where each was taken and whether it was mirrored
 (`alexnet_jax.batch`), so that the device subtracts the mean image cropped and mirrored the
-same way: exactly the paper's order, subtract the mean of the 256x256 image, then crop. Pixels
+same way: exactly the paper's order, subtract the mean of the 256x256 image, then crop. From a
+source of squares (a conversion), the host ships the whole square instead, with the crop's
+place and mirror flag that it drew, and the device cuts the crop (`crop_views`): the same
+pixels, without the host's crop. Pixels
 stay on the 0..255 scale until `pixel_scale`; the lighting noise is drawn on the 0..1 scale of
 the pixel statistics (`pixel_stats.PixelStats`) and shipped on the 0..255 scale
 (`lighting_in_pixels`). No TensorFlow here: `apply` runs inside the jitted steps, and
@@ -67,17 +70,32 @@ class Normalization:
     put = lambda a: jax.device_put(jnp.asarray(a, jnp.float32), sharding)  # noqa: E731
     return Normalization(put(self.mean_image), put(self.pixel_scale), jnp.dtype(dtype))
 
-  def apply(self, batch, *, lighting: bool) -> jax.Array:
-    """The network's input for a batch's 'image' (uint8 (..., H, W, 3): a batch, or a batch
-    of 10 crops), with its 'crop_offset', 'flipped' and, if `lighting`, 'lighting' fields."""
-    pixels = subtract_mean(batch['image'], batch['crop_offset'], batch['flipped'],
-                           self.mean_image, batch['lighting'] if lighting else None)
+  def apply(self, batch, *, lighting: bool, view_size: int) -> jax.Array:
+    """The network's `view_size` input for a batch's 'image' (uint8 (..., H, W, 3): a batch,
+    or a batch of 10 crops), with its 'crop_offset', 'flipped' and, if `lighting`, 'lighting'
+    fields. Images larger than `view_size` are the squares the crops are still to be cut
+    from."""
+    images = batch['image']
+    if images.shape[-2] != view_size:
+      images = crop_views(images, batch['crop_offset'], batch['flipped'], view_size)
+    pixels = subtract_mean(images, batch['crop_offset'], batch['flipped'], self.mean_image,
+                           batch['lighting'] if lighting else None)
     return (pixels * self.pixel_scale).astype(self.dtype)
 
 
 def lighting_in_pixels(offset):
   """A PCA lighting offset drawn on the statistics' 0..1 scale, on the pixels' 0..255."""
   return offset * PIXEL_RANGE
+
+
+def crop_views(squares: jax.Array, crop_offsets: jax.Array, flipped: jax.Array,
+               size: int) -> jax.Array:
+  """The `size` crops of uint8 (B, S, S, 3) squares at their (B, 2) [y, x] offsets, mirrored
+  where `flipped`: what the host cuts from a square itself (`preprocessing.crop`,
+  `preprocessing.random_flip`), pixel for pixel."""
+  crops = jax.vmap(lambda square, offset: jax.lax.dynamic_slice(
+      square, (offset[0], offset[1], 0), (size, size, squares.shape[-1])))(squares, crop_offsets)
+  return jnp.where(flipped[:, None, None, None], crops[:, :, ::-1], crops)
 
 
 def subtract_mean(images: jax.Array, crop_offsets: jax.Array, flipped: jax.Array,

@@ -60,7 +60,7 @@ def predict(trained, paths: list[str],
 
   @jax.jit
   def probabilities(params, batch):
-    images = trained.normalization.apply(batch, lighting=False)
+    images = trained.normalization.apply(batch, lighting=False, view_size=size)
     logits = trained.network.model(params, train=False)(images.reshape(-1, size, size, 3))
     return jax.nn.softmax(logits).reshape(len(views), 10, -1).mean(1)
 

@@ -3,7 +3,7 @@
 Each op works on one example, eagerly or inside `Dataset.map`, and returns uint8 pixels plus
 the numbers the device needs to finish the job: where a crop was taken (to crop the mean image
 the same way), whether it was mirrored, and the PCA lighting offset. Float conversion, mean
-subtraction and lighting happen on the device (`alexnet_jax.device_input`), where they cost
+subtraction and lighting happen on the device (`alexnet_jax.pixels`), where they cost
 nothing next to the network, so the host ships uint8: four times fewer bytes than float32.
 
 Randomness is stateless: every random op takes a seed tensor of shape [2], derived from the
@@ -21,7 +21,8 @@ _JPEG_RATIOS = (1, 2, 4, 8)
 
 
 def decode_image(image_bytes: tf.Tensor, min_shorter_side: int = 0) -> tf.Tensor:
-  """JPEG, PNG, GIF or BMP bytes to uint8 RGB of shape (H, W, 3).
+  """JPEG, PNG, GIF or BMP bytes to uint8 RGB of shape (H, W, 3); uint8 pixels (a pixel
+  conversion's, which the source has already read as such) as they are.
 
   Grayscale gains three equal channels, alpha is dropped, and libjpeg converts CMYK JPEGs.
   With `min_shorter_side` > 0, a JPEG whose shorter side is 2, 4 or 8 times that size or more
@@ -29,6 +30,8 @@ def decode_image(image_bytes: tf.Tensor, min_shorter_side: int = 0) -> tf.Tensor
   `min_shorter_side`); resizing to that size afterwards then works on far fewer pixels.
   Undecodable bytes raise `InvalidArgumentError`, which the pipeline counts and skips.
   """
+  if image_bytes.dtype == tf.uint8:
+    return image_bytes
 
   def decode_jpeg():
     if not min_shorter_side:
@@ -108,15 +111,25 @@ def random_offset(image: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tensor:
   return _random_offset_in(tf.shape(image)[:2], size, seed)
 
 
+def random_square_offset(square_size: int, size: int, seed: tf.Tensor) -> tf.Tensor:
+  """`random_offset` in a `square_size` square, without the square."""
+  return _random_offset_in(tf.constant([square_size, square_size]), size, seed)
+
+
 def _random_offset_in(height_width: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tensor:
   positions = height_width - size + 1
   uniform = tf.random.stateless_uniform([2], seed)
   return tf.minimum(tf.cast(uniform * tf.cast(positions, tf.float32), tf.int32), positions - 1)
 
 
+def random_flip_draw(seed: tf.Tensor) -> tf.Tensor:
+  """Whether to mirror: true with probability 1/2."""
+  return tf.random.stateless_uniform([], seed) < 0.5
+
+
 def random_flip(image: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
   """Mirrors (H, W, C) left-right with probability 1/2; returns it and whether it did."""
-  flipped = tf.random.stateless_uniform([], seed) < 0.5
+  flipped = random_flip_draw(seed)
   return tf.cond(flipped, lambda: tf.reverse(image, [1]), lambda: image), flipped
 
 
@@ -175,7 +188,7 @@ def random_crop_view(image_bytes: tf.Tensor, resize_size: int, image_size: int,
   source whose shorter side is at most resize_size (a 256x256 conversion, a small image) is
   decoded whole, resized if smaller, and cropped: exactly the square's crop.
   """
-  offset = _random_offset_in(tf.constant([resize_size, resize_size]), image_size, seed)
+  offset = random_square_offset(resize_size, image_size, seed)
 
   def window(height_width):
     """[top, left] and [height, width] of the crop's window in a source of that shape: the
@@ -223,7 +236,10 @@ def random_crop_view(image_bytes: tf.Tensor, resize_size: int, image_size: int,
     return tf.cond(tf.reduce_min(scaled) > resize_size, window_view,
                    lambda: view_of(tf.image.decode_jpeg(image_bytes, channels=3)))
 
-  view = tf.cond(tf.io.is_jpeg(image_bytes), jpeg_view, lambda: view_of(
-      tf.io.decode_image(image_bytes, channels=3, expand_animations=False)))
+  if image_bytes.dtype == tf.uint8:  # pixels already
+    view = view_of(image_bytes)
+  else:
+    view = tf.cond(tf.io.is_jpeg(image_bytes), jpeg_view, lambda: view_of(
+        tf.io.decode_image(image_bytes, channels=3, expand_animations=False)))
   view.set_shape([None, None, 3])
   return _resize(view, tf.constant([image_size, image_size])), offset

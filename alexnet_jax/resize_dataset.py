@@ -3,14 +3,22 @@
 Every epoch decodes every training image again. ImageNet's are JPEGs of about 500x375, and
 decoding and shrinking them is most of the input pipeline's work; converted, each is the
 256x256 square `preprocessing.square_image` would cut from it anyway (shorter side to 256,
-centre crop), so later epochs decode a third of the pixels and skip the resize altogether.
+centre crop), so later epochs decode a third of the pixels and skip the resize altogether,
+and the device cuts the training crops (`input_pipeline.crops_on_device`).
 
     alexnet-resize-dataset --dataset=imagenet2012 --manual_dir=/data/tars \\
         --output_dir=/data/imagenet2012_256     (or python -m alexnet_jax.resize_dataset ...)
 
 then train with `--config.dataset=/data/imagenet2012_256` (the command prints the line). Any
-`--dataset` that `alexnet_jax.sources.open_source` accepts works. The output is a TFDS data set
-directory:
+`--dataset` that `alexnet_jax.sources.open_source` accepts works. `--image_format` says how
+the squares are stored:
+
+    jpeg     JPEG at `--quality` (95): about 30 GB for ImageNet at 256; each epoch decodes them
+    pixels   uint8 pixels: exact, and read with no decoding at all, but size x size x 3 bytes
+             an image (262 GB for ImageNet at 256). The command says the size it will write
+             and refuses to start where the disk has less free space.
+
+The output is a TFDS data set directory:
 
     NAME-SPLIT.tfrecord-0000K-of-0000N   shard K: the images of source examples
                                          [K * examples_per_shard, (K + 1) * examples_per_shard)
@@ -29,8 +37,10 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
 from collections.abc import Sequence
 
+import numpy as np
 import tensorflow_datasets as tfds
 import tqdm
 from absl import flags, logging
@@ -43,6 +53,9 @@ from alexnet_jax.tensorflow_cpu import tf
 
 RECORD_FILE = 'conversion.json'
 _FORMAT = 2  # bump when the record or the shards change meaning (2: area-averaged shrinking)
+IMAGE_FORMATS = ('jpeg', 'pixels')
+# TFRecord's framing of each record: its length and two CRCs.
+_RECORD_FRAMING_BYTES = 16
 
 
 def read_record(dataset_dir: str) -> dict | None:
@@ -66,6 +79,8 @@ def _write_record(dataset_dir: str, record: dict) -> None:
 def _open_record(output_dir, settings: dict) -> dict:
   """The earlier run's record where its settings are these, a new one for an empty directory."""
   record = read_record(output_dir)
+  if record is not None:
+    record.setdefault('image_format', 'jpeg')  # conversions from before the pixel format
   if record is None:
     if output_dir.is_dir() and any(output_dir.iterdir()):
       raise DataError(f'{output_dir} is not empty and holds no {RECORD_FILE}: convert into a '
@@ -98,30 +113,74 @@ def _add_splits(source: Source, record: dict, splits: Sequence[str], output_dir:
                        f'directory.')
 
 
-def _dataset_name(source: Source, size: int) -> str:
+def _dataset_name(source: Source, size: int, image_format: str) -> str:
   """A TFDS data set name (a letter, then word characters) saying what was converted."""
   # A folder's own name; a TFDS data set's name without its config and version.
   base = (os.path.basename(source.root) if isinstance(source, FolderSource)
           else source.name.split('/')[0])
-  return re.sub(r'\W+', '_', f'resized{size}_{base}')
+  prefix = 'resized' if image_format == 'jpeg' else image_format
+  return re.sub(r'\W+', '_', f'{prefix}{size}_{base}')
 
 
-def _features(source: Source, size: int) -> tfds.features.FeaturesDict:
-  return tfds.features.FeaturesDict({
-      'image': tfds.features.Image(shape=(size, size, 3), encoding_format='jpeg'),
-      'label': tfds.features.ClassLabel(names=source.class_names)})
+def _features(source: Source, size: int, image_format: str) -> tfds.features.FeaturesDict:
+  shape = (size, size, 3)
+  image = (tfds.features.Image(shape=shape, encoding_format='jpeg') if image_format == 'jpeg'
+           else tfds.features.Tensor(shape=shape, dtype=np.uint8,
+                                     encoding=tfds.features.Encoding.BYTES))
+  return tfds.features.FeaturesDict(
+      {'image': image, 'label': tfds.features.ClassLabel(names=source.class_names)})
 
 
 def _encoded_squares(source: Source, split: str, start: int, stop: int, size: int,
-                     quality: int, fast_decode: bool) -> tf.data.Dataset:
-  """(JPEG bytes of the centre square, label) of examples [start, stop), in order; examples
-  that fail to decode are dropped."""
+                     quality: int, fast_decode: bool, image_format: str) -> tf.data.Dataset:
+  """(the centre square as JPEG bytes or uint8 pixels, label) of examples [start, stop), in
+  order; examples that fail to decode are dropped."""
 
   def encode(example):
-    return tf.io.encode_jpeg(example['image'], quality=quality), example['label']
+    image = example['image']
+    if image_format == 'jpeg':
+      image = tf.io.encode_jpeg(image, quality=quality)
+    return image, example['label']
 
   dataset = squares(source, split, start, stop, size, fast_decode)
   return dataset.map(encode, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def pixel_bytes(features: tfds.features.FeaturesDict, num_examples: int) -> int:
+  """The bytes that `num_examples` pixel squares take in TFRecord shards: at most this (the
+  largest label's), whatever the labels."""
+  image = features['image']
+  largest = features.serialize_example({'image': np.zeros(image.shape, np.uint8),
+                                        'label': features['label'].num_classes - 1})
+  return num_examples * (len(largest) + _RECORD_FRAMING_BYTES)
+
+
+def in_bytes(count: int) -> str:
+  """A byte count as people read it: 364.8 kB, 261.8 GB (powers of 1000, as disks are sold)."""
+  for unit in ('B', 'kB', 'MB', 'GB'):
+    if count < 1000:
+      return f'{count:.1f} {unit}' if unit != 'B' else f'{count} B'
+    count /= 1000
+  return f'{count:.1f} TB'
+
+
+def _check_space(output_dir, features, num_examples: int) -> None:
+  """Logs what a pixel conversion of `num_examples` more images writes; before anything is
+  written, refuses where the disk has less free space than that (a bucket has no limit)."""
+  needed = pixel_bytes(features, num_examples)
+  what = (f'{num_examples} images as {"x".join(map(str, features["image"].shape))} uint8 '
+          f'pixels: {in_bytes(needed)}')
+  if files.is_url(output_dir):
+    logging.info('Writing %s into %s.', what, output_dir)
+    return
+  disk = next(path for path in (output_dir, *output_dir.parents) if path.exists())
+  free = shutil.disk_usage(disk).free
+  logging.info('Writing %s into %s (%s free).', what, output_dir, in_bytes(free))
+  if free < needed:
+    raise DataError(
+        f'not enough space for the pixel conversion: it writes {what}, and {disk} has '
+        f'{in_bytes(free)} free. Free space there, convert into a larger disk, or use '
+        f'--image_format=jpeg (about a quarter of the size).')
 
 
 def _shard_template(output_dir, name: str, split: str) -> tfds.core.ShardedFileTemplate:
@@ -137,26 +196,30 @@ def summary(record: dict) -> str:
 
 
 def convert(source: Source, output_dir: str, *, splits: Sequence[str], size: int = 256,
-            quality: int = 95, examples_per_shard: int = 1024, fast_decode: bool = True) -> str:
-  """Writes `splits` of `source` as `size` x `size` JPEG squares to the TFDS directory
-  `output_dir` and returns its absolute path, which `open_source` opens.
+            quality: int = 95, examples_per_shard: int = 1024, fast_decode: bool = True,
+            image_format: str = 'jpeg') -> str:
+  """Writes `splits` of `source` as `size` x `size` squares (`image_format`: JPEG at
+  `quality`, or uint8 pixels) to the TFDS directory `output_dir` and returns its absolute
+  path, which `open_source` opens.
 
   Resumes an earlier conversion into `output_dir`, whose splits it completes too; fails where
   that one had other settings or the source has changed since.
   """
+  if image_format not in IMAGE_FORMATS:
+    raise DataError(f'unknown image format {image_format!r}: use one of {IMAGE_FORMATS}.')
   output_dir = files.path(output_dir)
   if files.is_url(output_dir):  # before anything is written: a missing bucket is one line
     files.check_writable_url(output_dir, 'the output directory', '--output_dir')
-  settings = {'format': _FORMAT, 'source': source.name, 'size': size, 'quality': quality,
+  settings = {'format': _FORMAT, 'source': source.name, 'size': size,
+              'image_format': image_format,
+              'quality': quality if image_format == 'jpeg' else None,
               'fast_decode': fast_decode, 'examples_per_shard': examples_per_shard}
   record = _open_record(output_dir, settings)
   # The metadata must list every split with shards in the directory: an earlier run's too.
   splits = list(dict.fromkeys([*record['splits'], *splits]))
   _add_splits(source, record, splits, output_dir)
-  output_dir.mkdir(parents=True, exist_ok=True)
-  _write_record(output_dir, record)
-  name = _dataset_name(source, size)
-  features = _features(source, size)
+  name = _dataset_name(source, size, image_format)
+  features = _features(source, size, image_format)
 
   missing = []  # (split, shard index, path of the shard)
   for split in splits:
@@ -166,15 +229,19 @@ def convert(source: Source, output_dir: str, *, splits: Sequence[str], size: int
       path = template.sharded_filepath(shard_index=shard, num_shards=len(shard_lengths))
       if length is None or not path.exists():
         missing.append((split, shard, path))
-  info_path = output_dir / 'dataset_info.json'
-  if missing and info_path.exists():
-    info_path.unlink()  # it would declare the directory complete while shards are missing
 
   def shard_range(split, shard):
     num_examples = record['splits'][split]['num_examples']
     return shard * examples_per_shard, min((shard + 1) * examples_per_shard, num_examples)
 
   total = sum(stop - start for start, stop in (shard_range(s, k) for s, k, _ in missing))
+  if image_format == 'pixels' and total:
+    _check_space(output_dir, features, total)
+  output_dir.mkdir(parents=True, exist_ok=True)
+  _write_record(output_dir, record)
+  info_path = output_dir / 'dataset_info.json'
+  if missing and info_path.exists():
+    info_path.unlink()  # it would declare the directory complete while shards are missing
   with tqdm.tqdm(total=total, unit='img', desc=f'Converting to {size}x{size}') as progress:
     for split, shard, path in missing:
       start, stop = shard_range(split, shard)
@@ -183,10 +250,10 @@ def convert(source: Source, output_dir: str, *, splits: Sequence[str], size: int
       # an emulator, so gs:// goes through files' client), which then replaces `path`.
       with files.written_locally(path) as local_path, \
           tf.io.TFRecordWriter(local_path) as writer:
-        for jpeg, label in _encoded_squares(source, split, start, stop, size, quality,
-                                            fast_decode).as_numpy_iterator():
+        for image, label in _encoded_squares(source, split, start, stop, size, quality,
+                                             fast_decode, image_format).as_numpy_iterator():
           # The Image feature stores bytes as given: each image is JPEG-encoded once only.
-          writer.write(features.serialize_example({'image': jpeg, 'label': label}))
+          writer.write(features.serialize_example({'image': image, 'label': label}))
           length += 1
           progress.update()
       progress.update(stop - start - length)
@@ -209,7 +276,8 @@ def convert(source: Source, output_dir: str, *, splits: Sequence[str], size: int
   # by these very features.
   tfds.folder_dataset.write_metadata(
       data_dir=output_dir, features=features, split_infos=split_infos, check_data=False,
-      description=f'{source.name} as {size}x{size} centre squares, JPEG quality {quality}, '
+      description=f'{source.name} as {size}x{size} centre squares, '
+                  f'{f"JPEG quality {quality}" if image_format == "jpeg" else "uint8 pixels"}, '
                   f'written by alexnet_jax.resize_dataset.',
       supervised_keys=('image', 'label'))
   logging.info('Converted %s into %s:\n%s', source.name, output_dir, summary(record))
@@ -226,6 +294,8 @@ def define_flags() -> None:
   flags.DEFINE_string('manual_dir', None, 'Where the ImageNet tars are.')
   flags.DEFINE_list('splits', ['train', 'validation'], 'Splits to convert.')
   flags.DEFINE_integer('size', 256, 'Side of the stored squares.')
+  flags.DEFINE_enum('image_format', 'jpeg', IMAGE_FORMATS, 'How the squares are stored: JPEG, '
+                    'or uint8 pixels (no decoding when training, about 4x the size).')
   flags.DEFINE_integer('quality', 95, 'JPEG quality of the stored squares.')
   flags.DEFINE_integer('examples_per_shard', 1024, 'Source examples per output shard.')
   flags.DEFINE_bool('fast_decode', True, 'Decode large JPEGs at 1/2, 1/4 or 1/8 scale before '
@@ -238,7 +308,7 @@ def main(argv):
   source = open_source(args.dataset, args.data_dir, args.manual_dir)
   path = convert(source, args.output_dir, splits=args.splits, size=args.size,
                  quality=args.quality, examples_per_shard=args.examples_per_shard,
-                 fast_decode=args.fast_decode)
+                 fast_decode=args.fast_decode, image_format=args.image_format)
   print(summary(read_record(path)))
   print(f'To train on it: --config.dataset={path}')
 

@@ -38,11 +38,12 @@ class TrainState:
 @dataclasses.dataclass(frozen=True)
 class Network:
   """The model's static parts: its graph in training and in evaluation mode (dropout on or
-  off), and its non-parameter state (the dropout stream's initial key, unused by the steps,
-  which pass their own keys)."""
+  off), its non-parameter state (the dropout stream's initial key, unused by the steps,
+  which pass their own keys) and the side of its input images."""
   train_graph: nnx.GraphDef
   eval_graph: nnx.GraphDef
   other_state: nnx.State
+  image_size: int
 
   def model(self, params: nnx.State, *, train: bool) -> AlexNet:
     graph = self.train_graph if train else self.eval_graph
@@ -83,7 +84,7 @@ def init(build_model: Callable[[nnx.Rngs], AlexNet], optimizer: optax.GradientTr
                          jax.eval_shape(create)[0])
   else:
     state, other_state = jax.jit(create, out_shardings=sharding)()
-  return Network(train_graph, eval_graph, other_state), state
+  return Network(train_graph, eval_graph, other_state, abstract.image_size), state
 
 
 def all_finite(loss: jax.Array, grads) -> jax.Array:
@@ -119,7 +120,7 @@ def make_train_step(network: Network, optimizer: optax.GradientTransformationExt
   dropout_root = jax.random.fold_in(jax.random.key(seed), 1)
 
   def train_step(state: TrainState, batch: Batch):
-    images = normalization.apply(batch, lighting=True)
+    images = normalization.apply(batch, lighting=True, view_size=network.image_size)
     labels = batch['label']
     dropout_key = jax.random.fold_in(dropout_root, state.step)
 
@@ -151,7 +152,7 @@ def make_eval_step(network: Network, normalization: Normalization, mesh: Mesh):
   count. Batches of 10 crops (B, 10, H, W, 3) are scored by their average softmax."""
 
   def eval_step(params: nnx.State, batch: Batch):
-    images = normalization.apply(batch, lighting=False)
+    images = normalization.apply(batch, lighting=False, view_size=network.image_size)
     views = images.reshape(-1, *images.shape[-3:])
     logits = network.model(params, train=False)(views)
     probs = jax.nn.softmax(logits).reshape(images.shape[0], -1, logits.shape[-1]).mean(1)

@@ -31,7 +31,7 @@ for section in $SECTIONS; do
       for dtype in float32 bfloat16; do
         for batch in $BATCHES; do
           run "$PYTHON" -m benchmarks.train_step --batch="$batch" --dtype="$dtype" --repeats=20 \
-            --baseline=none
+            --baseline=none --device_crop
         done
       done ;;
     layers)

@@ -1,23 +1,32 @@
-"""Images per second of the training input pipeline against a PyTorch-style loader, on
-generated ImageNet-like JPEGs, read as a folder and as a 256x256 copy.
+"""Images per second of the training input pipeline on each kind of source, against a
+PyTorch-style loader and against the JPEG decoding ceiling, on generated ImageNet-like JPEGs.
 
     python -m benchmarks.input_pipeline [--images=1024] [--batch=128] [--workers=N]
-                                        [--data_dir=DIR] [--repeats=1]
+                                        [--data_dir=DIR] [--repeats=3]
 
 The first run writes `--images` JPEGs of about 500x375 (photograph-like spectrum, ~110 KB at
 quality 90, as ImageNet's) to DIR/jpegs/train/<class>/ and converts them with
-`alexnet_jax.resize_dataset.convert` to DIR/tfds256; later runs reuse both. It prints the
-generation and conversion times, then images/s of:
+`alexnet_jax.resize_dataset.convert` to 256x256 squares, as JPEG (DIR/jpeg256) and as uint8
+pixels (DIR/pixels256), in shards of 128 as ImageNet's conversion has many shards; later runs
+reuse all three. It prints the generation and conversion times, then images/s of:
 
-    loader     worker processes doing what torchvision's ImageFolder and Resize(256),
-               CenterCrop(256), RandomCrop(227), RandomHorizontalFlip() do, batches collated
-               as DataLoader's workers do (the baseline)
-    pipeline   `alexnet_jax.input_pipeline.train_dataset` on the JPEG folder
-    converted  the same on the 256x256 copy
+    loader           worker processes doing what torchvision's ImageFolder and Resize(256),
+                     CenterCrop(256), RandomCrop(227), RandomHorizontalFlip() do, batches
+                     collated as DataLoader's workers do (the baseline)
+    pipeline         `alexnet_jax.input_pipeline.train_dataset` on the JPEG folder
+    converted        the same on the JPEG conversion: the host decodes, the device crops
+    converted_host   the same with the crops cut on the host (`crop_on_device=False`)
+    pixels           the same on the pixel conversion: no decoding
+    decode_ceiling   reading the JPEG conversion and `tf.io.decode_jpeg`, nothing else
+    pixels_reading   reading the pixel conversion, nothing else
+    pixels_records   reading its TFRecord shards and batching the records, unparsed
 
-each over about one pass of the images after warm-up (the median of --repeats passes). The
-last line is machine-readable: pipeline_vs_loader=1.70x converted_vs_loader=3.40x, ratios of
-images/s (> 1: faster than the loader).
+each over about one pass of the images after warm-up (the median of --repeats passes, each
+repeat building every method's pipeline in turn), and
+from each, images/s per core of this machine and the cores one H200 needs at 30,000 images/s
+(its bfloat16 train step at batch 512, benchmarks/results/). The last line is
+machine-readable: pipeline_vs_loader=2.00x converted_vs_loader=6.00x
+converted_vs_decode_ceiling=1.00x pixels_per_core=2000 (ratios of images/s; > 1: faster).
 """
 
 from __future__ import annotations
@@ -38,6 +47,9 @@ IMAGE_SIZE, RESIZE_SIZE = 227, 256
 CLASSES = 8
 JPEG_QUALITY = 90
 WARMUP_BATCHES = 2
+EXAMPLES_PER_SHARD = 128
+H200_IMAGES_PER_SECOND = 30_000  # bfloat16 train step, batch 512 (docs/performance.md)
+CONVERSIONS = ('jpeg', 'pixels')
 # Spawned, not forked: the loader's workers start after TensorFlow has started its threads in
 # this process, and forking a threaded process can deadlock the child. Spawned workers import
 # this module afresh, which is why TensorFlow (through alexnet_jax) is imported only inside the
@@ -103,9 +115,10 @@ def generate(data_dir: str, images: int, workers: int) -> str:
     with open(marker) as f:
       if f.read() == str(images):
         return root
-  # Older images would mix with the new ones, and their conversion would no longer match.
+  # Older images would mix with the new ones, and their conversions would no longer match.
   shutil.rmtree(root, ignore_errors=True)
-  shutil.rmtree(os.path.join(data_dir, 'tfds256'), ignore_errors=True)
+  for image_format in CONVERSIONS:
+    shutil.rmtree(os.path.join(data_dir, f'{image_format}{RESIZE_SIZE}'), ignore_errors=True)
   for label in range(CLASSES):
     os.makedirs(os.path.join(root, 'train', f'class_{label}'))
   start = time.perf_counter()
@@ -117,16 +130,22 @@ def generate(data_dir: str, images: int, workers: int) -> str:
   return root
 
 
-def convert(root: str, data_dir: str) -> str:
-  """The 256x256 TFDS copy of the folder at `root`, converted (or finished) now."""
+def convert(root: str, data_dir: str, image_format: str) -> str:
+  """The 256x256 TFDS copy of the folder at `root` in `image_format`, converted (or
+  finished) now."""
   from alexnet_jax.resize_dataset import convert as convert_source
   from alexnet_jax.sources import open_source
 
   start = time.perf_counter()
-  path = convert_source(open_source('folder:' + root), os.path.join(data_dir, 'tfds256'),
-                        splits=['train'], size=RESIZE_SIZE)
+  path = convert_source(open_source('folder:' + root),
+                        os.path.join(data_dir, f'{image_format}{RESIZE_SIZE}'),
+                        splits=['train'], size=RESIZE_SIZE, image_format=image_format,
+                        examples_per_shard=EXAMPLES_PER_SHARD)
   # convert skips the shards an earlier run completed: a rerun's time is only a check.
-  print(f'converted to {RESIZE_SIZE}x{RESIZE_SIZE} TFDS in {time.perf_counter() - start:.1f} s')
+  megabytes = sum(entry.stat().st_size for entry in os.scandir(path)
+                  if '.tfrecord-' in entry.name) / 1e6
+  print(f'converted to {RESIZE_SIZE}x{RESIZE_SIZE} {image_format} in '
+        f'{time.perf_counter() - start:.1f} s: {megabytes:.0f} MB')
   return path
 
 
@@ -178,40 +197,73 @@ def _load_batch(task: tuple[int, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
   return np.stack(images), labels[indices]
 
 
-def time_passes(batches: Iterator, batches_per_pass: int, repeats: int) -> float:
-  """Median seconds of `repeats` consecutive passes of `batches_per_pass` batches, after
-  WARMUP_BATCHES (worker start-up, the shuffle buffer's first fill, autotuning)."""
+def time_pass(batches: Iterator, batches_per_pass: int) -> float:
+  """Seconds of one pass of `batches_per_pass` batches, after WARMUP_BATCHES (worker start-up,
+  the shuffle buffer's first fill)."""
   for _ in range(WARMUP_BATCHES):
     next(batches)
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    for _ in range(batches_per_pass):
-      next(batches)
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
+  start = time.perf_counter()
+  for _ in range(batches_per_pass):
+    next(batches)
+  return time.perf_counter() - start
 
 
 def time_loader(root: str, args: argparse.Namespace, batches_per_pass: int) -> float:
   paths, labels = image_folder(os.path.join(root, 'train'))
   rng = np.random.default_rng(0)
-  count = args.batch * (WARMUP_BATCHES + batches_per_pass * args.repeats)
+  count = args.batch * (WARMUP_BATCHES + batches_per_pass)
   # Reshuffled every epoch, as DataLoader(shuffle=True); batches run on across epochs, as the
   # pipeline's do after its repeat.
   order = np.concatenate([rng.permutation(len(paths))
                           for _ in range(-(-count // len(paths)))])[:count]
   tasks = enumerate(order.reshape(-1, args.batch))
   with _SPAWN.Pool(args.workers, _init_loader_worker, (paths, labels)) as pool:
-    return time_passes(pool.imap(_load_batch, tasks), batches_per_pass, args.repeats)
+    return time_pass(pool.imap(_load_batch, tasks), batches_per_pass)
 
 
-def time_pipeline(dataset: str, args: argparse.Namespace, batches_per_pass: int) -> float:
+def time_pipeline(dataset: str, args: argparse.Namespace, batches_per_pass: int,
+                  **settings) -> float:
   from alexnet_jax.input_pipeline import train_dataset
   from alexnet_jax.sources import open_source
 
   batches = train_dataset(open_source(dataset), 'train', batch_size=args.batch,
-                          image_size=IMAGE_SIZE, resize_size=RESIZE_SIZE, seed=0)
-  return time_passes(batches.as_numpy_iterator(), batches_per_pass, args.repeats)
+                          image_size=IMAGE_SIZE, resize_size=RESIZE_SIZE, seed=0, **settings)
+  return time_pass(batches.as_numpy_iterator(), batches_per_pass)
+
+
+def time_reading(dataset: str, args: argparse.Namespace, batches_per_pass: int) -> float:
+  """Reading a conversion's images in batches, decoding JPEGs and nothing else: what no
+  training pipeline on it can beat."""
+  from alexnet_jax import input_pipeline
+  from alexnet_jax.sources import open_source
+  from alexnet_jax.tensorflow_cpu import tf
+
+  def decode(example):
+    image = example['image']  # a pixel conversion's are uint8 already
+    if image.dtype == tf.string:
+      image = tf.io.decode_jpeg(image, channels=3)
+    return image, example['label']
+
+  source = open_source(dataset)
+  decoded = source.read('train', 0, source.num_examples('train')).repeat().map(
+      decode, num_parallel_calls=tf.data.AUTOTUNE)
+  # The pipeline's own options: without them, tf.data would autotune this one alone.
+  batches = decoded.batch(args.batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+  batches = batches.with_options(input_pipeline._options())
+  return time_pass(batches.as_numpy_iterator(), batches_per_pass)
+
+
+def time_records(dataset: str, args: argparse.Namespace, batches_per_pass: int) -> float:
+  """Reading a conversion's TFRecord shards and batching the records, not even parsing them:
+  the cost of moving each image's bytes."""
+  from alexnet_jax import input_pipeline
+  from alexnet_jax.tensorflow_cpu import tf
+
+  shards = sorted(entry.path for entry in os.scandir(dataset) if '.tfrecord-' in entry.name)
+  records = tf.data.TFRecordDataset(shards, num_parallel_reads=tf.data.AUTOTUNE).repeat()
+  batches = records.batch(args.batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+  batches = batches.with_options(input_pipeline._options())
+  return time_pass(batches.as_numpy_iterator(), batches_per_pass)
 
 
 def main() -> None:
@@ -220,7 +272,7 @@ def main() -> None:
   parser.add_argument('--batch', type=int, default=128)
   parser.add_argument('--workers', type=int, default=os.cpu_count())
   parser.add_argument('--data_dir', help='default: <temp dir>/alexnet_jax_bench_jpegs-IMAGES')
-  parser.add_argument('--repeats', type=int, default=1)
+  parser.add_argument('--repeats', type=int, default=3)
   args = parser.parse_args()
   data_dir = args.data_dir or os.path.join(tempfile.gettempdir(),
                                            f'alexnet_jax_bench_jpegs-{args.images}')
@@ -229,24 +281,48 @@ def main() -> None:
   paths, _ = image_folder(os.path.join(root, 'train'))
   average_kb = sum(os.path.getsize(p) for p in paths) / len(paths) / 1e3
   print(f'{len(paths)} JPEGs averaging {average_kb:.0f} KB in {root}')
-  converted = convert(root, data_dir)
+  jpeg, pixels = (convert(root, data_dir, image_format) for image_format in CONVERSIONS)
 
   batches_per_pass = max(1, round(args.images / args.batch))
+  cores = len(os.sched_getaffinity(0))
   print(f'batch {args.batch}, {batches_per_pass} batches a pass, median of {args.repeats}, '
-        f'{os.cpu_count()} CPUs')
+        f'{cores} cores')
   images = batches_per_pass * args.batch
-  rates = {
-      'loader': images / time_loader(root, args, batches_per_pass),
-      'pipeline': images / time_pipeline('folder:' + root, args, batches_per_pass),
-      'converted': images / time_pipeline(converted, args, batches_per_pass),
+  timings = {
+      'loader': (lambda: time_loader(root, args, batches_per_pass),
+                 f'PyTorch-style loader, {args.workers} workers'),
+      'pipeline': (lambda: time_pipeline('folder:' + root, args, batches_per_pass),
+                   'train_dataset on the JPEG folder'),
+      'converted': (lambda: time_pipeline(jpeg, args, batches_per_pass),
+                    'on the JPEG conversion, crops on the device'),
+      'converted_host': (lambda: time_pipeline(jpeg, args, batches_per_pass,
+                                               crop_on_device=False),
+                         'on the JPEG conversion, crops on the host'),
+      'pixels': (lambda: time_pipeline(pixels, args, batches_per_pass),
+                 'on the pixel conversion, crops on the device'),
+      'decode_ceiling': (lambda: time_reading(jpeg, args, batches_per_pass),
+                         'read + tf.io.decode_jpeg of the JPEG conversion only'),
+      'pixels_reading': (lambda: time_reading(pixels, args, batches_per_pass),
+                         'read the pixel conversion only'),
+      'pixels_records': (lambda: time_records(pixels, args, batches_per_pass),
+                         'the pixel conversion\'s records, unparsed'),
   }
-  descriptions = {'loader': f'PyTorch-style loader, {args.workers} workers',
-                  'pipeline': 'train_dataset on the JPEG folder',
-                  'converted': f'train_dataset on the {RESIZE_SIZE}x{RESIZE_SIZE} copy'}
+  # Each repeat builds every method's pipeline anew, in turn, so that a slow phase of a shared
+  # machine slows one pass of each method rather than all passes of one.
+  seconds = {method: [] for method in timings}
+  for _ in range(args.repeats):
+    for method, (time_method, _) in timings.items():
+      seconds[method].append(time_method())
+  rates = {method: images / statistics.median(times) for method, times in seconds.items()}
+  print(f'{"":>14}  {"images/s":>9} {"per core":>9} {"cores per H200":>15}')
   for method, rate in rates.items():
-    print(f'{method:>9}: {rate:8.1f} images/s  ({descriptions[method]})')
+    per_core = rate / cores
+    print(f'{method:>14}: {rate:9.0f} {per_core:9.0f} {H200_IMAGES_PER_SECOND / per_core:15.1f}'
+          f'  ({timings[method][1]})')
   print(f'pipeline_vs_loader={rates["pipeline"] / rates["loader"]:.2f}x '
-        f'converted_vs_loader={rates["converted"] / rates["loader"]:.2f}x')
+        f'converted_vs_loader={rates["converted"] / rates["loader"]:.2f}x '
+        f'converted_vs_decode_ceiling={rates["converted"] / rates["decode_ceiling"]:.2f}x '
+        f'pixels_per_core={rates["pixels"] / cores:.0f}')
 
 
 if __name__ == '__main__':

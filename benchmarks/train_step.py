@@ -2,7 +2,8 @@
 against the same network in PyTorch, in one invocation.
 
     python -m benchmarks.train_step [--batch=128] [--dtype=float32|bfloat16] [--repeats=5]
-                                    [--baseline=auto|pytorch|none] [--guard] [--width=1]
+                                    [--baseline=auto|pytorch|none] [--guard] [--device_crop]
+                                    [--width=1]
 
 The project's steps are those of `alexnet_jax.train_step`, as training runs them: uint8
 batches already on the devices (no input pipeline, no TensorFlow), split over every device
@@ -21,6 +22,10 @@ on the `data` mesh. It prints:
   its eager train step, eager eval and `torch.compile` eval;
 - with --guard: what the step's NaN/inf guard costs (the step timed again without it,
   alternated, and steps dispatched with and without the loop's one-step-late flag read).
+- with --device_crop: what cutting the crops on the device costs, as training from a
+  conversion does: the step on the 256x256 squares with their crop offsets and flags,
+  against the step on the host's 227x227 crops, alternated (`device_crop_cost=` on the last
+  line).
 
 The last line is machine-readable, e.g.
 `train_vs_pytorch=1.62x eval_vs_torch_compile=1.05x train_mfu=0.41 eval_mfu=0.50
@@ -47,7 +52,7 @@ from flax import nnx
 
 from alexnet_jax import compilation_cache, distributed, faults, optim, train_step
 from alexnet_jax.model import AlexNet, layer_table
-from alexnet_jax.pixels import Normalization
+from alexnet_jax.pixels import Normalization, crop_views
 from benchmarks.common import describe_device, time_jitted
 from benchmarks.measure import median_seconds, peak_rss_bytes
 
@@ -115,6 +120,8 @@ def main() -> None:
   parser.add_argument('--baseline', default='auto', choices=['auto', 'pytorch', 'none'],
                       help='auto: PyTorch if it is installed and the device is a CPU')
   parser.add_argument('--guard', action='store_true', help='also time the NaN/inf guard')
+  parser.add_argument('--device_crop', action='store_true',
+                      help='also time the step on whole squares that it crops itself')
   parser.add_argument('--width', type=float, default=1.0,
                       help="the model's width multiplier; < 1 only for quick checks")
   args = parser.parse_args()
@@ -172,6 +179,9 @@ def main() -> None:
   assert np.isfinite(final_loss), f'the loss became {final_loss}: the timings include skipped steps'
   if args.guard:
     state = guard_costs(make_step, step, state, batch, args.repeats)
+  crop_cost = None
+  if args.device_crop:
+    state, crop_cost = device_crop_cost(make_step, state, host_batch, mesh, args.repeats)
 
   baseline = pytorch_baseline(host_batch, initial_params, args.repeats) if run_pytorch else None
   if baseline:
@@ -206,7 +216,37 @@ def main() -> None:
                  compile_seconds=f'{compile_seconds["cold"]:.1f}',
                  cached_compile_seconds=f'{compile_seconds["cached"]:.1f}',
                  peak_rss_gib=f'{peak_rss / 2**30:.2f}')
+  if crop_cost is not None:
+    summary['device_crop_cost'] = f'{100 * crop_cost:+.1f}%'
   print(' '.join(f'{k}={v}' for k, v in summary.items()))
+
+
+def device_crop_cost(make_step, state, host_batch: dict, mesh, repeats: int):
+  """Prints what the step costs more on whole squares, which it crops and mirrors itself, than
+  on the host's crops of them; returns the state and that cost as a fraction."""
+  squares = np.random.default_rng(1).integers(
+      0, 256, (len(host_batch['label']), RESIZE, RESIZE, 3), dtype=np.uint8)
+  square_batch = {**host_batch, 'image': squares}
+  crop_batch = {**host_batch, 'image': np.asarray(crop_views(
+      squares, host_batch['crop_offset'], host_batch['flipped'], IMAGE_SIZE))}
+  batches = [distributed.global_batch(b, mesh) for b in (square_batch, crop_batch)]
+  step = make_step()  # compiled once for each shape on its first call below
+  for batch in batches:
+    state = jax.block_until_ready(step(state, batch)[0])
+  times = [[], []]  # alternated, so that a slow phase of a shared machine hits both alike
+  for _ in range(repeats):
+    for batch, elapsed in zip(batches, times):
+      start = time.perf_counter()
+      state = jax.block_until_ready(step(state, batch)[0])
+      elapsed.append(time.perf_counter() - start)
+  on_squares, on_crops = (statistics.median(t) for t in times)
+  cost = on_squares / on_crops - 1
+  print(f'train step on {RESIZE}x{RESIZE} squares cropped on the device: '
+        f'{on_squares * 1e3:8.1f} ms, on {IMAGE_SIZE}x{IMAGE_SIZE} host crops: '
+        f'{on_crops * 1e3:8.1f} ms: the device crop costs {100 * cost:+.1f}% '
+        f'({squares[0].nbytes / 1e3:.0f} kB an image to the device instead of '
+        f'{crop_batch["image"][0].nbytes / 1e3:.0f})')
+  return state, cost
 
 
 def guard_costs(make_step, step, state, batch, repeats: int):

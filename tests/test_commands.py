@@ -36,11 +36,11 @@ def test_model_command_prints_the_layer_table():
      r'strided_vs_reduce_window_fwd=[\d.]+x strided_vs_reduce_window_fwd_bwd=[\d.]+x'),
     # With the PyTorch baseline (requirements-bench.txt, which the test command installs).
     ('benchmarks.train_step', ['--batch=2', '--repeats=1', '--width=0.25',
-                               '--baseline=pytorch'],
+                               '--baseline=pytorch', '--device_crop'],
      r'train_vs_pytorch=[\d.]+x eval_vs_pytorch=[\d.]+x eval_vs_torch_compile=[\d.]+x '
      r'train_mfu=[\d.]+ eval_mfu=[\d.]+ train_images_per_second=[\d.]+ '
      r'eval_images_per_second=[\d.]+ compile_seconds=[\d.]+ cached_compile_seconds=[\d.]+ '
-     r'peak_rss_gib=[\d.]+'),
+     r'peak_rss_gib=[\d.]+ device_crop_cost=[+-][\d.]+%'),
 ])
 @pytest.mark.slow  # about a minute together; .ci/run stays under 10 minutes without them
 def test_benchmarks_run_and_their_forms_agree(module, args, last_line):
@@ -53,8 +53,12 @@ def test_benchmarks_run_and_their_forms_agree(module, args, last_line):
 def test_input_pipeline_benchmark_runs_tiny(tf, tmp_path):
   out = run('-m', 'benchmarks.input_pipeline', '--images=24', '--batch=8', '--workers=2',
             f'--data_dir={tmp_path}').stdout
-  assert re.fullmatch(r'pipeline_vs_loader=[\d.]+x converted_vs_loader=[\d.]+x',
+  assert re.fullmatch(r'pipeline_vs_loader=[\d.]+x converted_vs_loader=[\d.]+x '
+                      r'converted_vs_decode_ceiling=[\d.]+x pixels_per_core=\d+',
                       out.strip().splitlines()[-1])
+  for method in ('loader', 'pipeline', 'converted', 'converted_host', 'pixels',
+                 'decode_ceiling', 'pixels_reading', 'pixels_records'):
+    assert re.search(rf'^ *{method}: +\d+ +\d+ +[\d.]+  \(', out, re.MULTILINE), method
 
 
 @pytest.mark.slow

@@ -84,7 +84,8 @@ def test_converted_checkpoint_gives_torchvisions_logits(torch_model, state_dict_
 
   @jax.jit
   def logits(params, batch):
-    return trained.network.model(params, train=False)(trained.normalization.apply(batch, lighting=False))
+    images = trained.normalization.apply(batch, lighting=False, view_size=size)
+    return trained.network.model(params, train=False)(images)
 
   got = np.asarray(logits(trained.params, batch))
   with torch.no_grad():

@@ -366,7 +366,8 @@ def test_normalization_handles_ten_crops(tf, source):
                                            resize_size=RESIZE, ten_crop=True))
   normalization = pixels.Normalization(jnp.asarray(mean_image), jnp.ones(3, jnp.float32),
                                        jnp.dtype(jnp.bfloat16))
-  got = np.asarray(normalization.apply(jax.tree.map(jnp.asarray, batch), lighting=False))
+  got = np.asarray(normalization.apply(jax.tree.map(jnp.asarray, batch), lighting=False,
+                                       view_size=CROP))
   assert got.shape == (2, 10, CROP, CROP, 3) and got.dtype == jnp.bfloat16
   for crop in range(10):
     y, x = batch['crop_offset'][1, crop]

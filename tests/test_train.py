@@ -175,7 +175,8 @@ def test_ten_crop_evaluation_averages_the_softmax_of_the_views(tf, trained_workd
   sums = jax.device_get(eval_step(trained.params, distributed.global_batch(batch, trained.mesh)))
 
   model = trained.network.model(trained.params, train=False)
-  images = trained.normalization.apply(jax.tree.map(jnp.asarray, batch), lighting=False)
+  images = trained.normalization.apply(jax.tree.map(jnp.asarray, batch), lighting=False,
+                                             view_size=67)
   probs = np.mean([jax.nn.softmax(model(images[:, view])) for view in range(10)], axis=0)
   labels, mask = batch['label'], batch['mask']
   ranked = np.argsort(-probs, axis=1)

@@ -49,7 +49,7 @@ def check_first_update():
   batch = distributed.global_batch(synthetic_batch(np.random.default_rng(8)), mesh)
 
   def loss(params):
-    images = normalization.apply(batch, lighting=True)
+    images = normalization.apply(batch, lighting=True, view_size=SIZE)
     logits = network.model(params, train=True)(images)
     return (optax.softmax_cross_entropy_with_integer_labels(logits, batch['label']).mean(),
             logits)
@@ -112,7 +112,7 @@ def test_eval_step_counts_only_unmasked_examples():
   batch['mask'] = np.arange(8) < 5
   sums = jax.device_get(evaluate(state.params, distributed.global_batch(batch, mesh)))
   logits = network.model(state.params, train=False)(
-      normalization.apply(jax.tree.map(jnp.asarray, batch), lighting=False))
+      normalization.apply(jax.tree.map(jnp.asarray, batch), lighting=False, view_size=SIZE))
   ranked = np.argsort(-np.asarray(logits), axis=1)
   assert sums['count'] == 5
   assert sums['top1_misses'] == np.sum(ranked[:5, 0] != batch['label'][:5])
