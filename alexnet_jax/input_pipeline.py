@@ -99,6 +99,9 @@ def train_dataset(source: Source, split: str, *, batch_size: int, image_size: in
   elif crop_on_device and not crops_on_device(source, resize_size):
     raise ValueError(f'crop_on_device needs a source of {resize_size}x{resize_size} images; '
                      f'{source.name} declares {source.image_shape}.')
+  if crop_on_device:
+    logging.info('%s holds %dx%d squares: the host decodes them, the device cuts the crops.',
+                 source.name, resize_size, resize_size)
   start, stop = host_range(source.num_examples(split), process_index, process_count)
   if stop == start:
     raise ValueError(f'process {process_index} of {process_count} has no {split} examples: '
