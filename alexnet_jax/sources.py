@@ -96,6 +96,11 @@ class TfdsSource(Source):
     if 'image' not in features or 'label' not in features:
       raise DataError(f'{self.name} is not an image classification data set: it needs '
                        f'features "image" and "label", and has {sorted(features)}.')
+    file_format = builder.info.file_format
+    if file_format != tfds.core.file_adapters.FileFormat.TFRECORD:
+      raise DataError(f'{self.name} is stored as {file_format.value}, and tf.data reads TFDS '
+                       f'data sets stored as tfrecord (TFDS\'s default): prepare it again with '
+                       f'file_format="tfrecord".')
     self.num_classes = features['label'].num_classes
     # TFDS names the classes of a ClassLabel without names by their numbers.
     self.class_names = list(features['label'].names)
@@ -119,17 +124,9 @@ class TfdsSource(Source):
 
   def read(self, split, start, stop, *, shuffle_files=False, seed=0):
     self.check_split(split, self.builder.info.splits)
-    if self.builder.info.file_format != tfds.core.file_adapters.FileFormat.TFRECORD:
-      # try_autocache off: caching is the pipeline's decision (config.cache), not TFDS's.
-      read_config = tfds.ReadConfig(shuffle_seed=seed, shuffle_reshuffle_each_iteration=False,
-                                    try_autocache=False)
-      dataset = self.builder.as_dataset(
-          split=f'{split}[{start}:{stop}]', shuffle_files=shuffle_files,
-          read_config=read_config, decoders=self._decoders)
-      return dataset.map(lambda ex: {'image': ex['image'], 'label': ex['label']})
-    # TFRecord shards are read here, from TFDS's own instructions (which shards, which
-    # records of each) and parsed by TFDS's own features: as_dataset reads a pixel
-    # conversion at about two thirds of this rate (docs/performance.md).
+    # The shards are read here, from TFDS's own instructions (which shards, which records of
+    # each) and parsed by TFDS's own features: as_dataset read a pixel conversion at about
+    # three quarters of this rate (docs/performance.md).
     instructions = self.builder.info.splits[f'{split}[{start}:{stop}]'].file_instructions
     if shuffle_files:
       instructions = [instructions[i] for i in

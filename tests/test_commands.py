@@ -52,7 +52,7 @@ def test_benchmarks_run_and_their_forms_agree(module, args, last_line):
 @pytest.mark.slow
 def test_input_pipeline_benchmark_runs_tiny(tf, tmp_path):
   out = run('-m', 'benchmarks.input_pipeline', '--images=24', '--batch=8', '--workers=2',
-            f'--data_dir={tmp_path}').stdout
+            '--repeats=1', f'--data_dir={tmp_path}').stdout
   assert re.fullmatch(r'pipeline_vs_loader=[\d.]+x converted_vs_loader=[\d.]+x '
                       r'converted_vs_decode_ceiling=[\d.]+x pixels_per_core=\d+',
                       out.strip().splitlines()[-1])

@@ -475,6 +475,19 @@ def test_tfds_host_shards_partition_the_split(tf, shapes_data_dir, process_count
   assert len(set(everything)) == size
 
 
+@pytest.mark.slow  # builds `shapes` again, as ArrayRecord (about 15 s)
+def test_a_tfds_data_set_not_in_tfrecord_is_named_with_the_fix(tf, tmp_path):
+  from alexnet_jax import sources
+  from alexnet_jax.errors import DataError
+  from alexnet_jax.shapes_dataset import Shapes
+  Shapes(data_dir=str(tmp_path), file_format='array_record').download_and_prepare()
+  with pytest.raises(DataError) as raised:
+    sources.open_source('shapes', data_dir=str(tmp_path))
+  assert str(raised.value) == (
+      'shapes/1.1.0 is stored as array_record, and tf.data reads TFDS data sets stored as '
+      'tfrecord (TFDS\'s default): prepare it again with file_format="tfrecord".')
+
+
 def test_tfds_training_batches_repeat_under_a_seed(tf, shapes_data_dir):
   from alexnet_jax import input_pipeline, sources
   source = sources.open_source('shapes', data_dir=shapes_data_dir)
