@@ -13,7 +13,8 @@ then train with `--config.dataset=/data/imagenet2012_256` (the command prints th
 `--dataset` that `alexnet_jax.sources.open_source` accepts works. `--image_format` says how
 the squares are stored:
 
-    jpeg     JPEG at `--quality` (95): about 30 GB for ImageNet at 256; each epoch decodes them
+    jpeg     JPEG at `--quality` (95): 46 kB a square in benchmarks/input_pipeline.py, so
+             about 61 GB for ImageNet at 256; each epoch decodes them
     pixels   uint8 pixels: exact, and read with no decoding at all, but size x size x 3 bytes
              an image (262 GB for ImageNet at 256). The command says the size it will write
              and refuses to start where the disk has less free space.

@@ -231,10 +231,20 @@ def time_pipeline(dataset: str, args: argparse.Namespace, batches_per_pass: int,
   return time_pass(batches.as_numpy_iterator(), batches_per_pass)
 
 
+def time_batched(examples, args: argparse.Namespace, batches_per_pass: int) -> float:
+  """A pass of `examples` (an endless tf.data.Dataset) in batches, with the training
+  pipeline's options: without them, tf.data would autotune this one alone."""
+  from alexnet_jax import input_pipeline
+  from alexnet_jax.tensorflow_cpu import tf
+
+  batches = examples.batch(args.batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+  batches = batches.with_options(input_pipeline._options())
+  return time_pass(batches.as_numpy_iterator(), batches_per_pass)
+
+
 def time_reading(dataset: str, args: argparse.Namespace, batches_per_pass: int) -> float:
   """Reading a conversion's images in batches, decoding JPEGs and nothing else: what no
   training pipeline on it can beat."""
-  from alexnet_jax import input_pipeline
   from alexnet_jax.sources import open_source
   from alexnet_jax.tensorflow_cpu import tf
 
@@ -247,23 +257,17 @@ def time_reading(dataset: str, args: argparse.Namespace, batches_per_pass: int) 
   source = open_source(dataset)
   decoded = source.read('train', 0, source.num_examples('train')).repeat().map(
       decode, num_parallel_calls=tf.data.AUTOTUNE)
-  # The pipeline's own options: without them, tf.data would autotune this one alone.
-  batches = decoded.batch(args.batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-  batches = batches.with_options(input_pipeline._options())
-  return time_pass(batches.as_numpy_iterator(), batches_per_pass)
+  return time_batched(decoded, args, batches_per_pass)
 
 
 def time_records(dataset: str, args: argparse.Namespace, batches_per_pass: int) -> float:
   """Reading a conversion's TFRecord shards and batching the records, not even parsing them:
   the cost of moving each image's bytes."""
-  from alexnet_jax import input_pipeline
   from alexnet_jax.tensorflow_cpu import tf
 
   shards = sorted(entry.path for entry in os.scandir(dataset) if '.tfrecord-' in entry.name)
   records = tf.data.TFRecordDataset(shards, num_parallel_reads=tf.data.AUTOTUNE).repeat()
-  batches = records.batch(args.batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-  batches = batches.with_options(input_pipeline._options())
-  return time_pass(batches.as_numpy_iterator(), batches_per_pass)
+  return time_batched(records, args, batches_per_pass)
 
 
 def main() -> None:

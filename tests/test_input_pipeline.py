@@ -21,22 +21,29 @@ def smooth_image(rng, height, width):
   return np.asarray(Image.fromarray(small).resize((width, height), Image.BILINEAR))
 
 
-@pytest.fixture(scope='module')
-def folder(tmp_path_factory):
-  """root/<split>/<class>/<n>.jpg of varied sizes and orientations, plus one corrupt train JPEG
-  (which sorts last in its class, so the decodable examples keep their indices before it)."""
+def write_image_folder(root, split_sizes, classes, sides, corrupt_class):
+  """root/<split>/<class>/<n>.jpg: smooth JPEGs whose height and width are drawn from
+  [sides[0], sides[1]), the classes taken in turn, plus one corrupt train JPEG in
+  `corrupt_class` (which sorts last in it, so the decodable examples keep their indices
+  before it)."""
   from PIL import Image
-  root = tmp_path_factory.mktemp('folder')
   rng = np.random.default_rng(0)
-  for split, count in SPLIT_SIZES.items():
+  for split, count in split_sizes.items():
     for n in range(count):
-      height, width = rng.integers(36, 90, 2)
-      class_dir = root / split / CLASSES[n % len(CLASSES)]
+      height, width = rng.integers(*sides, 2)
+      class_dir = root / split / classes[n % len(classes)]
       class_dir.mkdir(parents=True, exist_ok=True)
       Image.fromarray(smooth_image(rng, height, width)).save(class_dir / f'{n:02d}.jpg',
                                                              quality=95)
-  (root / 'train' / 'cat' / 'zz_corrupt.jpg').write_bytes(b'\xff\xd8\xff\xe0 not a jpeg')
+  (root / 'train' / corrupt_class / 'zz_corrupt.jpg').write_bytes(b'\xff\xd8\xff\xe0 not a jpeg')
   return root
+
+
+@pytest.fixture(scope='module')
+def folder(tmp_path_factory):
+  """Images of varied sizes and orientations, and a corrupt one (`write_image_folder`)."""
+  return write_image_folder(tmp_path_factory.mktemp('folder'), SPLIT_SIZES, CLASSES, (36, 90),
+                            'cat')
 
 
 @pytest.fixture(scope='module')

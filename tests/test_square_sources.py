@@ -11,7 +11,8 @@ import shutil
 import numpy as np
 import pytest
 
-from tests.test_input_pipeline import numbered_eval_batches, numbered_train_batches, take
+from tests.test_input_pipeline import (numbered_eval_batches, numbered_train_batches, take,
+                                       write_image_folder)
 
 tfds = pytest.importorskip('tensorflow_datasets')
 
@@ -25,20 +26,9 @@ FORMATS = ('jpeg', 'pixels')
 def folder_source(tf, tmp_path_factory):
   """JPEGs of 60 to 140 pixels, landscape and portrait, and a corrupt one, which the
   conversions drop."""
-  from PIL import Image
-
   from alexnet_jax import sources
-  from tests.test_input_pipeline import smooth_image
-  root = tmp_path_factory.mktemp('squares_folder')
-  rng = np.random.default_rng(0)
-  for split, count in SPLIT_SIZES.items():
-    for n in range(count):
-      height, width = rng.integers(60, 141, 2)
-      class_dir = root / split / CLASSES[n % len(CLASSES)]
-      class_dir.mkdir(parents=True, exist_ok=True)
-      Image.fromarray(smooth_image(rng, height, width)).save(class_dir / f'{n:02d}.jpg',
-                                                             quality=95)
-  (root / 'train' / 'ant' / 'zz_corrupt.jpg').write_bytes(b'\xff\xd8\xff\xe0 not a jpeg')
+  root = write_image_folder(tmp_path_factory.mktemp('squares_folder'), SPLIT_SIZES, CLASSES,
+                            (60, 141), 'ant')
   return sources.open_source(f'folder:{root}')
 
 
