@@ -75,6 +75,22 @@ def complete(entries):
   return sorted(int(name) for name in entries if name.isdigit())
 
 
+def kill_while_writing(process, workdir, after):
+  """SIGKILL while a checkpoint after step `after` is half-written. A write can finish between
+  seeing its partial directory and the kill, so the process is frozen first (SIGSTOP stops
+  every thread, Orbax's writers too): killed if the partial directory is still there,
+  resumed to try the next checkpoint if not."""
+  latest = lambda: (complete(checkpoint_entries(workdir)) or [-1])[-1]  # noqa: E731
+  while True:
+    wait_for(lambda: partial(checkpoint_entries(workdir)) and latest() >= after, process,
+             poll=0.001)
+    os.killpg(process.pid, signal.SIGSTOP)
+    if partial(checkpoint_entries(workdir)):
+      process.kill()
+      return
+    os.killpg(process.pid, signal.SIGCONT)
+
+
 def reference_and_command(data_dir, tmp_path, steps, keep):
   """A run that logs and saves every step: trained to the end in this process (the
   uninterrupted reference, in tmp_path/'straight'), and the command line that runs it in
@@ -154,9 +170,7 @@ def test_sigterm_ctrl_c_and_kills_resume_to_the_uninterrupted_result(tf, shapes_
   stop = latest()
 
   process = start_cli(args)
-  wait_for(lambda: partial(checkpoint_entries(workdir)) and latest() >= stop + 3, process,
-           poll=0.001)
-  process.kill()
+  kill_while_writing(process, workdir, after=stop + 3)
   output = process.communicate(timeout=60)[0]
   assert f'Resumed from checkpoint {stop} ' in output
   entries = checkpoint_entries(workdir)
