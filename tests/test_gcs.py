@@ -127,7 +127,7 @@ def test_a_run_on_gcs_killed_mid_run_resumes_to_the_uninterrupted_result_and_is_
   killed_at = Workdir(url).checkpoint_steps()[-1]
   result = run_cli(args)
   assert result.returncode == 0, result.stderr[-3000:]
-  assert re.search(r'Resumed from checkpoint (\d+) ', result.stderr).group(1) >= str(killed_at)
+  assert int(re.search(r'Resumed from checkpoint (\d+) ', result.stderr).group(1)) >= killed_at
   assert_same_final_parameters(straight, url, steps)
   assert f'Compiled steps are cached in {caches}/xla.' in result.stderr
   cached = objects(caches)
