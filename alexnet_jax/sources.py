@@ -122,7 +122,9 @@ class TfdsSource(Source):
     info = self.builder.info.splits[split]
     return json.dumps([self.name, info.num_examples, info.num_bytes, info.shard_lengths])
 
-  def read(self, split, start, stop, *, shuffle_files=False, seed=0):
+  def records(self, split: str, start: int, stop: int, *, shuffle_files: bool = False,
+              seed: int = 0) -> tf.data.Dataset:
+    """The serialized examples that `read` parses, in its order."""
     self.check_split(split, self.builder.info.splits)
     # The shards are read here, from TFDS's own instructions (which shards, which records of
     # each) and parsed by TFDS's own features: as_dataset read a pixel conversion at about
@@ -135,17 +137,20 @@ class TfdsSource(Source):
         [os.fspath(i.filename) for i in instructions],
         tf.constant([i.skip for i in instructions], tf.int64),
         tf.constant([i.take for i in instructions], tf.int64)))
-    records = files.interleave(
+    return files.interleave(
         lambda path, skip, take: tf.data.TFRecordDataset(path).skip(skip).take(take),
         cycle_length=_INTERLEAVED_FILES, block_length=_INTERLEAVED_BLOCK,
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+  def read(self, split, start, stop, *, shuffle_files=False, seed=0):
     features = self.builder.info.features
 
     def parse(record):
       example = features.deserialize_example(record, decoders=self._decoders)
       return {'image': example['image'], 'label': example['label']}
 
-    return records.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+    return self.records(split, start, stop, shuffle_files=shuffle_files, seed=seed).map(
+        parse, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 @dataclasses.dataclass

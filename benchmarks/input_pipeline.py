@@ -19,7 +19,8 @@ reuse all three. It prints the generation and conversion times, then images/s of
     pixels           the same on the pixel conversion: no decoding
     decode_ceiling   reading the JPEG conversion and `tf.io.decode_jpeg`, nothing else
     pixels_reading   reading the pixel conversion, nothing else
-    pixels_records   reading its TFRecord shards and batching the records, unparsed
+    pixels_records   its records as the pipeline reads them (`TfdsSource.records`), batched,
+                     not parsed
 
 each over about one pass of the images after warm-up (the median of --repeats passes, each
 repeat building every method's pipeline in turn), and
@@ -231,15 +232,14 @@ def time_pipeline(dataset: str, args: argparse.Namespace, batches_per_pass: int,
   return time_pass(batches.as_numpy_iterator(), batches_per_pass)
 
 
-def time_batched(examples, args: argparse.Namespace, batches_per_pass: int) -> float:
-  """A pass of `examples` (an endless tf.data.Dataset) in batches, with the training
-  pipeline's options: without them, tf.data would autotune this one alone."""
+def batched(examples, args: argparse.Namespace):
+  """`examples` (an endless tf.data.Dataset) in batches, with the training pipeline's options:
+  without them, tf.data would autotune this one alone."""
   from alexnet_jax import input_pipeline
   from alexnet_jax.tensorflow_cpu import tf
 
   batches = examples.batch(args.batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-  batches = batches.with_options(input_pipeline._options())
-  return time_pass(batches.as_numpy_iterator(), batches_per_pass)
+  return batches.with_options(input_pipeline._options())
 
 
 def time_reading(dataset: str, args: argparse.Namespace, batches_per_pass: int) -> float:
@@ -257,17 +257,19 @@ def time_reading(dataset: str, args: argparse.Namespace, batches_per_pass: int) 
   source = open_source(dataset)
   decoded = source.read('train', 0, source.num_examples('train')).repeat().map(
       decode, num_parallel_calls=tf.data.AUTOTUNE)
-  return time_batched(decoded, args, batches_per_pass)
+  return time_pass(batched(decoded, args).as_numpy_iterator(), batches_per_pass)
 
 
 def time_records(dataset: str, args: argparse.Namespace, batches_per_pass: int) -> float:
-  """Reading a conversion's TFRecord shards and batching the records, not even parsing them:
-  the cost of moving each image's bytes."""
-  from alexnet_jax.tensorflow_cpu import tf
+  """The conversion's serialized examples as the training pipeline reads them, in batches and
+  not parsed: the cost of moving each image's bytes."""
+  from alexnet_jax.sources import open_source
 
-  shards = sorted(entry.path for entry in os.scandir(dataset) if '.tfrecord-' in entry.name)
-  records = tf.data.TFRecordDataset(shards, num_parallel_reads=tf.data.AUTOTUNE).repeat()
-  return time_batched(records, args, batches_per_pass)
+  source = open_source(dataset)
+  records = source.records('train', 0, source.num_examples('train')).repeat()
+  # Tensors, not numpy: as_numpy_iterator would copy each record into a Python bytes object,
+  # which training never does (it gets numpy views of uint8 batches).
+  return time_pass(iter(batched(records, args)), batches_per_pass)
 
 
 def main() -> None:
