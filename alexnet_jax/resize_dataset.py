@@ -62,14 +62,15 @@ _RECORD_FRAMING_BYTES = 16
 def read_record(dataset_dir: str) -> dict | None:
   """The conversion record of `dataset_dir`, None where it has none.
 
-  Holds the settings (source, size, quality, fast_decode, examples_per_shard) and per split
-  the source's fingerprint and, per shard, its number of examples and of undecodable images
-  skipped (None until the shard is complete).
+  Holds the settings (source, size, image_format, quality, fast_decode, examples_per_shard)
+  and per split the source's fingerprint and, per shard, its number of examples and of
+  undecodable images skipped (None until the shard is complete).
   """
   path = files.path(dataset_dir) / RECORD_FILE
   if not path.exists():
     return None
-  return files.read_json(path)
+  # Records from before the pixel format have no image_format: theirs are JPEG.
+  return {'image_format': 'jpeg', **files.read_json(path)}
 
 
 def _write_record(dataset_dir: str, record: dict) -> None:
@@ -80,8 +81,6 @@ def _write_record(dataset_dir: str, record: dict) -> None:
 def _open_record(output_dir, settings: dict) -> dict:
   """The earlier run's record where its settings are these, a new one for an empty directory."""
   record = read_record(output_dir)
-  if record is not None:
-    record.setdefault('image_format', 'jpeg')  # conversions from before the pixel format
   if record is None:
     if output_dir.is_dir() and any(output_dir.iterdir()):
       raise DataError(f'{output_dir} is not empty and holds no {RECORD_FILE}: convert into a '

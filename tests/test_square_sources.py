@@ -138,6 +138,7 @@ def test_a_jpeg_conversion_recorded_before_the_pixel_format_resumes(folder_sourc
   record = json.loads(record_path.read_text())
   del record['image_format']
   record_path.write_text(json.dumps(record))
+  assert resize_dataset.read_record(output_dir)['image_format'] == 'jpeg'
   before = {name: os.stat(output_dir / name).st_mtime_ns for name in os.listdir(output_dir)
             if '.tfrecord-' in name}
   resize_dataset.convert(folder_source, str(output_dir), splits=['train'], size=SIZE,
@@ -195,17 +196,16 @@ def test_a_train_step_on_squares_is_the_step_on_host_crops(tf, converted):
   crops = next(input_pipeline.train_batches(source, 'train', crop_on_device=False, **settings))
   mesh = distributed.data_mesh()
   optimizer = optim.paper_sgd(0.9, 5e-4)
-  network, _ = train_step.init(lambda rngs: AlexNet(
-      'paper', len(CLASSES), CROP, 0.5, width=0.125, init='he', rngs=rngs), optimizer, 0, mesh)
+  build_model = lambda rngs: AlexNet(  # noqa: E731
+      'paper', len(CLASSES), CROP, 0.5, width=0.125, init='he', rngs=rngs)
+  network, _ = train_step.init(build_model, optimizer, 0, mesh)
   normalization = Normalization.from_stats(lighting_stats(), 'per_pixel', True)
   step = train_step.make_train_step(
       network, optimizer, optim.learning_rate_schedule('constant', 0.05, total_steps=4),
       normalization.on_device(distributed.replicated(mesh), np.float32), 0, mesh)
   results = []
   for batch in (squares, crops):
-    _, state = train_step.init(lambda rngs: AlexNet(
-        'paper', len(CLASSES), CROP, 0.5, width=0.125, init='he', rngs=rngs), optimizer, 0,
-        mesh)
+    _, state = train_step.init(build_model, optimizer, 0, mesh)  # the same initial state
     state, metrics = step(state, distributed.global_batch(batch, mesh))
     results.append(jax.device_get((state.params, metrics['train_loss'])))
   jax.tree.map(np.testing.assert_array_equal, *results)
