@@ -221,6 +221,19 @@ def main() -> None:
   print(' '.join(f'{k}={v}' for k, v in summary.items()))
 
 
+def alternated_seconds(runs, state, repeats: int):
+  """Median seconds of each (step, batch) of `runs`, timed in turn `repeats` times so that a
+  slow phase of a shared machine hits all alike; returns the state, threaded through the
+  donating steps, and the medians."""
+  times = [[] for _ in runs]
+  for _ in range(repeats):
+    for (step, batch), elapsed in zip(runs, times):
+      start = time.perf_counter()
+      state = jax.block_until_ready(step(state, batch)[0])
+      elapsed.append(time.perf_counter() - start)
+  return state, [statistics.median(t) for t in times]
+
+
 def device_crop_cost(make_step, state, host_batch: dict, mesh, repeats: int):
   """Prints what the step costs more on whole squares, which it crops and mirrors itself, than
   on the host's crops of them; returns the state and that cost as a fraction."""
@@ -233,13 +246,8 @@ def device_crop_cost(make_step, state, host_batch: dict, mesh, repeats: int):
   step = make_step()  # compiled once for each shape on its first call below
   for batch in batches:
     state = jax.block_until_ready(step(state, batch)[0])
-  times = [[], []]  # alternated, so that a slow phase of a shared machine hits both alike
-  for _ in range(repeats):
-    for batch, elapsed in zip(batches, times):
-      start = time.perf_counter()
-      state = jax.block_until_ready(step(state, batch)[0])
-      elapsed.append(time.perf_counter() - start)
-  on_squares, on_crops = (statistics.median(t) for t in times)
+  state, (on_squares, on_crops) = alternated_seconds(
+      [(step, batch) for batch in batches], state, repeats)
   cost = on_squares / on_crops - 1
   print(f'train step on {RESIZE}x{RESIZE} squares cropped on the device: '
         f'{on_squares * 1e3:8.1f} ms, on {IMAGE_SIZE}x{IMAGE_SIZE} host crops: '
@@ -258,14 +266,8 @@ def guard_costs(make_step, step, state, batch, repeats: int):
                            keep_if_finite=lambda finite, new, old: new):
     unguarded = make_step()
     state = jax.block_until_ready(unguarded(state, batch)[0])
-  # Alternated, so that a slow phase of a shared machine hits both alike.
-  times = {step: [], unguarded: []}
-  for _ in range(repeats):
-    for step_fn, elapsed in times.items():
-      start = time.perf_counter()
-      state = jax.block_until_ready(step_fn(state, batch)[0])
-      elapsed.append(time.perf_counter() - start)
-  guarded_seconds, unguarded_seconds = (statistics.median(t) for t in times.values())
+  state, (guarded_seconds, unguarded_seconds) = alternated_seconds(
+      [(step, batch), (unguarded, batch)], state, repeats)
 
   # The training loop reads each step's finiteness flag one step late (NonfiniteWatch), so
   # at most two steps are queued: `repeats` steps dispatched that way against as many
