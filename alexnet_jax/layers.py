@@ -1,19 +1,15 @@
 """AlexNet's building blocks: local response normalisation, grouped convolution, pooling.
 
-Everything here is plain JAX/NNX with no TensorFlow, so it runs wherever jax does. On CPUs
-pooling and convolution run the faster forms of `alexnet_jax.cpu_kernels`
-(`cpu_kernels.disabled()` turns them off).
+Everything here is plain JAX/NNX with no TensorFlow, so it runs wherever jax does.
 """
 
 from __future__ import annotations
-
-import functools
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from alexnet_jax import cpu_kernels
+NHWC = ('NHWC', 'HWIO', 'NHWC')
 
 
 def local_response_norm(
@@ -114,11 +110,10 @@ def split_group_conv(lhs, rhs, window_strides, padding, *, feature_group_count=1
   block g), but faster forward and backward on XLA:CPU and on GPUs over the paper net's
   grouped layers (benchmarks/grouped_conv.py measures it). Passed to
   `nnx.Conv(conv_general_dilated=...)`, so the module's kernel keeps nnx.Conv's
-  (kh, kw, in/G, out) layout. On CPUs each convolution is `cpu_kernels.conv`, whose kernel
-  gradient is faster there.
+  (kh, kw, in/G, out) layout.
   """
   numbers = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-  if numbers != jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, cpu_kernels.NHWC):
+  if numbers != jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, NHWC):
     raise ValueError(f'split_group_conv takes NHWC inputs and HWIO kernels, got {numbers}.')
   for dilation in (lhs_dilation, rhs_dilation):
     if dilation is not None and any(d != 1 for d in dilation):
@@ -127,16 +122,10 @@ def split_group_conv(lhs, rhs, window_strides, padding, *, feature_group_count=1
     raise ValueError('split_group_conv takes no out_sharding: its output follows its input.')
   if isinstance(padding, str):
     padding = jax.lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
-  strides, padding = tuple(window_strides), tuple(tuple(p) for p in padding)
 
   def conv(x, w):
-    return cpu_kernels.on_cpu(
-        functools.partial(cpu_kernels.conv, strides=strides, padding=padding,
-                          precision=precision),
-        functools.partial(jax.lax.conv_general_dilated, window_strides=strides,
-                          padding=padding, dimension_numbers=cpu_kernels.NHWC,
-                          precision=precision),
-        x, w)
+    return jax.lax.conv_general_dilated(x, w, window_strides, padding, dimension_numbers=NHWC,
+                                        precision=precision)
 
   if feature_group_count == 1:
     return conv(lhs, rhs)
@@ -151,21 +140,14 @@ GROUPED_CONVS = {'split': split_group_conv, 'xla': jax.lax.conv_general_dilated}
 
 def max_pool(x: jax.Array, window: int = 3, stride: int = 2) -> jax.Array:
   """Max pooling of NHWC `x` with no padding; window 3 and stride 2 is the paper's
-  overlapping pooling.
-
-  A `lax.reduce_window`, except on CPUs, where it is `cpu_kernels.max_pool`: the same
-  values, a faster gradient there, and a gradient shared among inputs that tie for a
-  window's maximum instead of given to the first.
+  overlapping pooling. A `lax.reduce_window`, whose gradient goes to the first of the inputs
+  that tie for a window's maximum: in the train step on XLA:CPU it beats the maximum of the
+  window's strided views, which is faster alone (benchmarks/max_pool.py measures both).
   """
   height, width = x.shape[-3:-1]
   if height < window or width < window:
     raise ValueError(f'max_pool: a {height}x{width} input is smaller than the {window}x{window} '
                      'window.')
-
-  def reduce_window(x):
-    dims = (1,) * (x.ndim - 3) + (window, window, 1)
-    strides = (1,) * (x.ndim - 3) + (stride, stride, 1)
-    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, dims, strides, 'VALID')
-
-  return cpu_kernels.on_cpu(
-      functools.partial(cpu_kernels.max_pool, window=window, stride=stride), reduce_window, x)
+  dims = (1,) * (x.ndim - 3) + (window, window, 1)
+  strides = (1,) * (x.ndim - 3) + (stride, stride, 1)
+  return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, dims, strides, 'VALID')

@@ -23,6 +23,7 @@ import ml_collections
 import numpy as np
 from absl import flags, logging
 
+import alexnet_jax
 from alexnet_jax import (checkpoints as checkpoints_lib, cli, compilation_cache, config_checks,
                          distributed, evaluate, faults, model, optim, pixel_stats, train_step)
 from alexnet_jax.metric_writer import MetricWriter, ProgressReporter
@@ -190,6 +191,8 @@ def log_start(config: ml_collections.ConfigDict, source, schedule: Schedule,
                source.name, source.num_examples(config.train_split), source.num_classes,
                schedule.total_steps, config.batch_size, schedule.steps_per_epoch,
                jax.device_count(), jax.process_count(), workdir)
+  if jax.default_backend() == 'cpu':
+    logging.info('XLA:CPU kernels: %s.', alexnet_jax.CPU_KERNELS)
 
 
 def restore(checkpoints: checkpoints_lib.Checkpoints, state: train_step.TrainState,

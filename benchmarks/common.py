@@ -41,11 +41,12 @@ def time_forms(layer: str, forms: dict[str, Callable], x: jax.Array, cotangent: 
   return outputs, seconds
 
 
-def print_ratios(name: str, totals, baseline: str, form: str) -> None:
+def print_ratios(name: str, totals, baseline: str, form: str, **more: float) -> None:
   """The machine-readable last line: `baseline`'s seconds over `form`'s, forward and
-  forward+backward, as NAME_fwd=..x NAME_fwd_bwd=..x."""
+  forward+backward, as NAME_fwd=..x NAME_fwd_bwd=..x, then each of `more` as KEY=..x."""
   ratios = {pass_: totals[baseline, pass_] / totals[form, pass_] for pass_ in ('fwd', 'fwd+bwd')}
-  print(f'{name}_fwd={ratios["fwd"]:.2f}x {name}_fwd_bwd={ratios["fwd+bwd"]:.2f}x')
+  print(' '.join([f'{name}_fwd={ratios["fwd"]:.2f}x', f'{name}_fwd_bwd={ratios["fwd+bwd"]:.2f}x',
+                  *(f'{key}={value:.2f}x' for key, value in more.items())]))
 
 
 def describe_device() -> str:

@@ -1,19 +1,19 @@
 """The kernel gradient of the paper net's 3x3 convolutions two ways: XLA's own (a
-kernel-gradient convolution) and `alexnet_jax.cpu_kernels.weight_grad_by_matmuls` (one matmul
-per kernel position), which the library uses on CPUs.
+kernel-gradient convolution), which the network uses, and one matmul per kernel position
+(`weight_grad_by_matmuls`, defined here), the alternative.
 
     python -m benchmarks.conv_grad [--batch=64] [--dtype=float32]
 
 Shapes are conv3, and one group (half the channels) of conv4 and conv5, at 13x13. The last
-line is machine-readable: a ratio > 1 means the matmuls are faster.
+line is machine-readable: a ratio > 1 would mean the matmuls are faster.
 """
 
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from alexnet_jax.cpu_kernels import weight_grad_by_matmuls
 from benchmarks.common import parse_args, time_jitted
 
 # (input H=W, in channels, out channels) per group; all 3x3, stride 1, padding 1.
@@ -26,6 +26,19 @@ def xla_kernel_grad(x, grad_out, kernel):
   conv = lambda kernel: jax.lax.conv_general_dilated(  # noqa: E731
       x, kernel, STRIDES, PADDING, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
   return jax.vjp(conv, kernel)[1](grad_out)[0]
+
+
+def weight_grad_by_matmuls(x, grad_out, window, strides, padding):
+  """dL/dkernel of an NHWC convolution: for each kernel position (i, j), the input pixels it
+  meets, as a (positions, in) matrix, transposed, times grad_out as (positions, out)."""
+  x = jnp.pad(x, ((0, 0), *padding, (0, 0)))
+  out_height, out_width, out_channels = grad_out.shape[1:]
+  rows = grad_out.reshape(-1, out_channels)
+  grads = [jnp.dot(x[:, i:i + strides[0] * (out_height - 1) + 1:strides[0],
+                     j:j + strides[1] * (out_width - 1) + 1:strides[1]]
+                   .reshape(-1, x.shape[-1]).T, rows)
+           for i in range(window[0]) for j in range(window[1])]
+  return jnp.stack(grads).reshape(*window, x.shape[-1], out_channels)
 
 
 def matmul_kernel_grad(x, grad_out, kernel):

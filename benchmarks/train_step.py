@@ -35,6 +35,7 @@ train_images_per_second=35.1 eval_images_per_second=120.4` (the ratios only wher
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import os
@@ -43,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from unittest import mock
 
 import jax
@@ -50,6 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+import alexnet_jax
 from alexnet_jax import compilation_cache, distributed, faults, optim, train_step
 from alexnet_jax.model import AlexNet, layer_table
 from alexnet_jax.pixels import Normalization, crop_views
@@ -112,6 +115,49 @@ def torch_available() -> bool:
   return importlib.util.find_spec('torch') is not None
 
 
+@dataclasses.dataclass
+class StepSetup:
+  """The paper net's first train state and one synthetic batch, on every device of the `data`
+  mesh, and its train and eval steps as training makes them."""
+  build: Callable[[nnx.Rngs], AlexNet]
+  network: train_step.Network
+  state: train_step.TrainState
+  normalization: Normalization
+  mesh: jax.sharding.Mesh
+  host_batch: dict
+  batch: dict  # host_batch as global arrays
+
+  def train_step(self):
+    """A fresh jitted train step (traced on its first call or lower()). A small learning
+    rate: the benchmarks repeat one batch many times, and at the paper's 0.01 the
+    paper-initialised net overfits it until the loss overflows, after which the guard skips
+    every step; the cost of a step does not depend on the rate."""
+    return train_step.make_train_step(
+        self.network, OPTIMIZER, optim.learning_rate_schedule('constant', 1e-5, total_steps=1),
+        self.normalization, 0, self.mesh)
+
+  def eval_step(self):
+    return train_step.make_eval_step(self.network, self.normalization, self.mesh)
+
+
+OPTIMIZER = optim.paper_sgd(0.9, 5e-4)
+
+
+def step_setup(batch: int, dtype: str = 'float32', width: float = 1.0,
+               image_size: int = IMAGE_SIZE) -> StepSetup:
+  dtype = jnp.dtype(dtype)
+
+  def build(rngs):
+    return AlexNet('paper', NUM_CLASSES, image_size, dtype=dtype, width=width, rngs=rngs)
+
+  mesh = distributed.data_mesh()
+  network, state = train_step.init(build, OPTIMIZER, 0, mesh)
+  host_batch = synthetic_batch(batch, image_size, np.random.default_rng(0))
+  normalization = Normalization(jnp.full((RESIZE, RESIZE, 3), MEAN_PIXEL), jnp.ones(3), dtype)
+  return StepSetup(build, network, state, normalization, mesh, host_batch,
+                   distributed.global_batch(host_batch, mesh))
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--batch', type=int, default=128)
@@ -127,6 +173,8 @@ def main() -> None:
   args = parser.parse_args()
   platform = jax.devices()[0].platform
   print(f'device {describe_device()}, batch {args.batch}, {args.dtype}, width {args.width}')
+  if platform == 'cpu':
+    print(f'XLA:CPU kernels: {alexnet_jax.CPU_KERNELS}')
   run_pytorch = args.baseline == 'pytorch' or (
       args.baseline == 'auto' and platform == 'cpu' and torch_available())
   if args.baseline == 'pytorch' and not torch_available():
@@ -134,29 +182,13 @@ def main() -> None:
 
   cache_dir = tempfile.mkdtemp(prefix='alexnet_jax_benchmark_cache_')
   compilation_cache.enable(cache_dir)  # empty: the first compile below is a cold one
-  mesh = distributed.data_mesh()
-  dtype = jnp.dtype(args.dtype)
-
-  def build(rngs):
-    return AlexNet('paper', NUM_CLASSES, dtype=dtype, width=args.width, rngs=rngs)
-
-  macs = sum(row.macs for row in layer_table(nnx.eval_shape(lambda: build(nnx.Rngs(0)))))
+  setup = step_setup(args.batch, args.dtype, args.width)
+  macs = sum(row.macs for row in layer_table(nnx.eval_shape(lambda: setup.build(nnx.Rngs(0)))))
   peaks = jax_matmul_peak(platform)
-  optimizer = optim.paper_sgd(0.9, 5e-4)
-  network, state = train_step.init(build, optimizer, 0, mesh)
-  host_batch = synthetic_batch(args.batch, IMAGE_SIZE, np.random.default_rng(0))
+  state, host_batch, batch, mesh = setup.state, setup.host_batch, setup.batch, setup.mesh
   initial_params = layer_arrays(state.params) if run_pytorch else None
-  normalization = Normalization(jnp.full((RESIZE, RESIZE, 3), MEAN_PIXEL), jnp.ones(3), dtype)
+  make_step = setup.train_step
 
-  def make_step():
-    # A small learning rate: the benchmark repeats one batch many times, and at the paper's
-    # 0.01 the paper-initialised net overfits it until the loss overflows, after which the
-    # guard skips every step; the cost of a step does not depend on the rate.
-    return train_step.make_train_step(
-        network, optimizer, optim.learning_rate_schedule('constant', 1e-5, total_steps=1),
-        normalization, 0, mesh)
-
-  batch = distributed.global_batch(host_batch, mesh)
   compile_seconds = {}
   for phase in ('cold', 'cached'):
     jax.clear_caches()  # forget compiled programs in memory; the disk cache keeps them
@@ -171,7 +203,7 @@ def main() -> None:
     state = jax.block_until_ready(step(state, batch)[0])
 
   train_seconds = median_seconds(train_once, args.repeats)
-  evaluate = train_step.make_eval_step(network, normalization, mesh)
+  evaluate = setup.eval_step()
   eval_seconds = time_jitted(evaluate, state.params, batch, repeats=args.repeats)
   peak_rss = peak_rss_bytes()
   state, last_metrics = step(state, batch)

@@ -18,6 +18,9 @@ def pytest_configure(config):
   if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
     config.compilation_cache = tempfile.mkdtemp(prefix='alexnet_jax_xla_cache_')
     os.environ['JAX_COMPILATION_CACHE_DIR'] = config.compilation_cache
+  # Before any test starts JAX: XLA:CPU's kernels as every run of the project has them
+  # (alexnet_jax.cpu_kernels); the commands the tests start apply them themselves.
+  import alexnet_jax  # noqa: F401
 
 
 def pytest_unconfigure(config):

@@ -33,7 +33,13 @@ def test_model_command_prints_the_layer_table():
      r'grouped_layers_split_vs_xla=[\d.]+x model_split_vs_xla=[\d.]+x'),
     ('benchmarks.conv_grad', ['--batch=1', '--repeats=1'], r'matmul_vs_xla_kernel_grad=[\d.]+x'),
     ('benchmarks.max_pool', ['--batch=2', '--repeats=1'],
-     r'strided_vs_reduce_window_fwd=[\d.]+x strided_vs_reduce_window_fwd_bwd=[\d.]+x'),
+     r'strided_vs_reduce_window_fwd=[\d.]+x strided_vs_reduce_window_fwd_bwd=[\d.]+x '
+     r'train_step_strided_vs_reduce_window=[\d.]+x'),
+    ('benchmarks.cpu_kernels', ['--batch=2', '--repeats=1', '--width=0.25', '--image_size=67'],
+     r'choice=convolution:eigen,dot:ynnpack,reduce:xla train_images_per_second=[\d.]+ '
+     r'eval_images_per_second=[\d.]+ train_vs_xla_default=[\d.]+x eval_vs_xla_default=[\d.]+x '
+     r'train_vs_fastest=[\d.]+x eval_vs_fastest=[\d.]+x '
+     r'operations_fastest=convolution:\w+,dot:\w+,reduce:\w+'),
     # With the PyTorch baseline (requirements-bench.txt, which the test command installs).
     ('benchmarks.train_step', ['--batch=2', '--repeats=1', '--width=0.25',
                                '--baseline=pytorch', '--device_crop'],
@@ -42,7 +48,7 @@ def test_model_command_prints_the_layer_table():
      r'eval_images_per_second=[\d.]+ compile_seconds=[\d.]+ cached_compile_seconds=[\d.]+ '
      r'peak_rss_gib=[\d.]+ device_crop_cost=[+-][\d.]+%'),
 ])
-@pytest.mark.slow  # about a minute together; .ci/run stays under 10 minutes without them
+@pytest.mark.slow  # about three minutes together
 def test_benchmarks_run_and_their_forms_agree(module, args, last_line):
   # Each benchmark asserts that the forms it times give the same numbers before it reports.
   out = run('-m', module, *args).stdout

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from alexnet_jax import cpu_kernels
 from alexnet_jax import model as model_lib
 from alexnet_jax.model import AlexNet, count_params, layer_table, min_image_size
 
@@ -247,34 +246,6 @@ def test_width_scales_every_layer_and_keeps_the_halves_even():
   assert [getattr(odd, f'conv{i}').kernel.shape[-1] for i in range(1, 6)] == [10, 26, 38, 38, 26]
   with pytest.raises(ValueError, match='width must be positive, got 0'):
     AlexNet('paper', width=0, rngs=nnx.Rngs(0))
-
-
-def test_cpu_kernels_switched_off_give_the_same_network():
-  model = AlexNet('paper', num_classes=10, image_size=67, init='he', width=0.25,
-                  rngs=nnx.Rngs(0))
-  model.eval()
-  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  images = jax.random.uniform(jax.random.key(4), (4, 67, 67, 3), minval=-1, maxval=1)
-  labels = jnp.arange(4)
-
-  def loss_and_grads(params):
-    def loss(params):
-      logits = nnx.merge(graphdef, params, rest)(images)
-      return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], 1))
-    return jax.value_and_grad(loss)(params)
-
-  # A fresh jit for each setting: the switch is read when tracing.
-  on = jax.jit(lambda params: loss_and_grads(params))(params)
-  with cpu_kernels.disabled():
-    off = jax.jit(lambda params: loss_and_grads(params))(params)
-  np.testing.assert_allclose(on[0], off[0], rtol=1e-5)
-  grads_on, grads_off = nnx.to_flat_state(on[1]), dict(nnx.to_flat_state(off[1]))
-  assert len(grads_on) == len(grads_off) == 16
-  for path, grad in grads_on:
-    want = np.asarray(grads_off[path][...])
-    np.testing.assert_allclose(np.asarray(grad[...]), want, rtol=1e-4,
-                               atol=1e-4 * np.abs(want).max(), err_msg=str(path))
-  assert all(np.abs(np.asarray(g[...])).max() > 0 for _, g in grads_on)  # live gradients
 
 
 def test_model_from_a_training_config():

@@ -60,7 +60,8 @@ def test_committed_notebook_is_clean():
 def executed(shapes_data_dir, tmp_path_factory):
   """The notebook after a run of 12 steps of 16 images at 67x67, from the repository root:
   the checkout is found there and nothing is installed. The kernel inherits this process's
-  environment, JAX_COMPILATION_CACHE_DIR (tests/conftest.py) included."""
+  environment, JAX_COMPILATION_CACHE_DIR (tests/conftest.py) included, but for $XLA_FLAGS:
+  the notebook must set XLA:CPU's kernels itself."""
   workdir = tmp_path_factory.mktemp('notebook') / 'run'
   notebook = nbformat.read(NOTEBOOK, as_version=4)
   (parameters,) = [c for c in notebook.cells if 'parameters' in c.metadata.get('tags', [])]
@@ -82,7 +83,8 @@ def executed(shapes_data_dir, tmp_path_factory):
       "'log_every_steps': 4, 'lr_schedule': 'steps'}",
   ])
   # A cell that raises fails the test here (CellExecutionError, with its traceback).
-  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'TF_CPP_MIN_LOG_LEVEL': '2'}
+  env = {**{k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}, 'JAX_PLATFORMS': 'cpu',
+         'TF_CPP_MIN_LOG_LEVEL': '2'}
   NotebookClient(notebook, timeout=300, kernel_name='python3',
                  resources={'metadata': {'path': ROOT}}).execute(env=env)
   return notebook, workdir
@@ -113,6 +115,8 @@ def test_training_follows_the_parameters(executed):
   log = stream(cell, 'stderr')
   assert f'step {STEPS}/{STEPS}: eval top-1 error' in log
   assert f'Compiled steps are cached in {os.environ["JAX_COMPILATION_CACHE_DIR"]}.' in log
+  assert ('XLA:CPU kernels: convolution on eigen, dot on ynnpack, reduce on xla '
+          '($XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=individual_dot).') in log
 
 
 def test_learning_curves_and_filters_are_drawn(executed):
