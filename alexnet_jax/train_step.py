@@ -101,9 +101,19 @@ def keep_if_finite(finite: jax.Array, new, old):
 
 def top1_top5_misses(scores: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
   """Per example: whether its label does not score highest, and whether it is not among the
-  5 highest (among all classes where there are fewer): the top-1 and top-5 errors."""
-  ranked = jax.lax.top_k(scores, min(5, scores.shape[-1]))[1]
-  return ranked[:, 0] != labels, jnp.all(ranked != labels[:, None], -1)
+  5 highest (among all classes where there are fewer): the top-1 and top-5 errors.
+
+  The label's rank is the number of classes ranked ahead of it as `lax.top_k` ranks them (a
+  NaN above every number, equal scores by class index): the same misses as top_k, without
+  sorting every row of scores (a sort took 1% of the CPU eval step).
+  """
+  label_scores = jnp.take_along_axis(scores, labels[:, None], axis=-1)
+  label_nan, nan = jnp.isnan(label_scores), jnp.isnan(scores)
+  higher = ~label_nan & (nan | (scores > label_scores))
+  equal = jnp.where(label_nan, nan, scores == label_scores)
+  earlier = jnp.arange(scores.shape[-1]) < labels[:, None]
+  rank = jnp.sum(higher | (equal & earlier), axis=-1)
+  return rank >= 1, rank >= min(5, scores.shape[-1])
 
 
 def make_train_step(network: Network, optimizer: optax.GradientTransformationExtraArgs,

@@ -119,6 +119,26 @@ def test_eval_step_counts_only_unmasked_examples():
   assert sums['top5_misses'] == np.sum(~(ranked[:5, :5] == batch['label'][:5, None]).any(1))
 
 
+@pytest.mark.parametrize('classes', [1000, 7, 3])
+def test_top1_top5_misses_rank_as_top_k_does_ties_and_nans_included(classes):
+  rng = np.random.default_rng(classes)
+  # Few distinct values, so that many scores tie with the label's; NaNs in some rows, one of
+  # NaNs only.
+  scores = rng.choice([0.0, 0.25, 0.5, 1.0], size=(64, classes),
+                      p=[0.4, 0.3, 0.2, 0.1]).astype(np.float32)
+  scores[32:] = np.where(rng.random((32, classes)) < 0.1, np.nan, scores[32:])
+  scores[0] = np.nan
+  scores[1] = 0.5
+  labels = rng.integers(0, classes, 64).astype(np.int32)
+  scores[range(2, 12), labels[2:12]] = 1.0  # the top score, often tied
+  scores[range(12, 16), labels[12:16]] = 2.0  # the top score alone
+  top1, top5 = jax.jit(train_step.top1_top5_misses)(scores, labels)
+  ranked = np.asarray(jax.lax.top_k(scores, min(5, classes))[1])
+  np.testing.assert_array_equal(top1, ranked[:, 0] != labels)
+  np.testing.assert_array_equal(top5, ~(ranked == labels[:, None]).any(1))
+  assert 0 < int(top1.sum()) < 64 and (classes <= 5 or 0 < int(top5.sum()) < int(top1.sum()))
+
+
 def test_normalize_std_divides_each_channel_by_its_standard_deviation():
   pytest.importorskip('ml_collections')
   from alexnet_jax.pixel_stats import PixelStats
