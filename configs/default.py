@@ -2,7 +2,7 @@
 
     python train.py --config=configs/default.py --workdir=/tmp/alexnet_shapes
 
-Hardware: 2 CPU cores (no accelerator): about 2.5 to 3 minutes, plus about 10 s the first
+Hardware: 2 CPU cores (no accelerator): about 2 min 10 s, plus about 12 s the first
 time to build `shapes` (3,000 training and 600 validation JPEGs, 6 classes).
 
 Expected result: top-1 error about 22-29% with the centre crop and a few points less with 10
