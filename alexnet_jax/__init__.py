@@ -1,26 +1,34 @@
 """alexnet-jax: AlexNet (Krizhevsky, Sutskever, Hinton 2012) in JAX and Flax NNX.
 
-Importing this package never imports TensorFlow: the model and the train step run where
-only jax, flax and optax are installed. It does, first, put XLA:CPU's operations on the
-kernels measured fastest for them (`alexnet_jax.cpu_kernels`), before JAX starts.
+The package is in layers, each importing only those below it (docs/design.md):
+
+    commands/   one module per command: its flags, `main` and `run`
+    training/   the steps, the optimiser, the loop, evaluation, faults
+    run/        what a run keeps: workdir, checkpoints, metrics, processes
+    data/       sources, ops, views, the tf.data pipeline: the only layer with TensorFlow
+    model/      the network, its layers and input, XLA:CPU's kernels
+    errors.py, files.py   errors a user can act on; the path layer (local and gs://)
+
+Importing the package never imports TensorFlow or flax. It does, first, put XLA:CPU's
+operations on the kernels measured fastest for them (`alexnet_jax.model.cpu_kernels`), before
+JAX starts.
 """
 
 import importlib
 
-from alexnet_jax import cpu_kernels
+from alexnet_jax.model import cpu_kernels
 
-# Which kernels XLA:CPU runs, in words, for the log of a run on a CPU.
-CPU_KERNELS = cpu_kernels.apply()
+cpu_kernels.apply()
 
-# Public names, imported on first use so that `python -m alexnet_jax.model` runs the module
-# once, not twice (runpy warns when a package has already imported the module it runs).
+# Public names, imported on first use: importing the package stays light for what needs no
+# network (the path layer, the configs).
 _EXPORTS = {
-    'ARCHITECTURES': 'alexnet_jax.model',
-    'AlexNet': 'alexnet_jax.model',
-    'count_params': 'alexnet_jax.model',
-    'min_image_size': 'alexnet_jax.model',
-    'LocalResponseNorm': 'alexnet_jax.layers',
-    'local_response_norm': 'alexnet_jax.layers',
+    'ARCHITECTURES': 'alexnet_jax.model.network',
+    'AlexNet': 'alexnet_jax.model.network',
+    'count_params': 'alexnet_jax.model.network',
+    'min_image_size': 'alexnet_jax.model.network',
+    'LocalResponseNorm': 'alexnet_jax.model.layers',
+    'local_response_norm': 'alexnet_jax.model.layers',
 }
 __all__ = sorted(_EXPORTS)
 

@@ -1,7 +1,7 @@
 """Faults a user can cause or fix, as opposed to bugs.
 
 The commands print a UserError as one line, `Error: <message>`, with no traceback, and exit
-with status 1 (`alexnet_jax.cli`): each message names the problem and what to do about it.
+with status 1 (`alexnet_jax.commands.cli`): each message names the problem and what to do about it.
 Every class also derives from the builtin error it refines, for callers that catch those.
 """
 
@@ -66,9 +66,9 @@ def is_disk_full(error: BaseException | None) -> bool:
   return False
 
 
-def in_one_line(error: BaseException, limit: int) -> str:
-  """`error`'s message on one line, cut at `limit` characters: gcsfs's and TensorStore's run
-  over several lines (a 403's reason is on the second)."""
+def in_one_line(error: BaseException | str, limit: int = 200) -> str:
+  """`error`'s message (or a message) on one line, cut at `limit` characters: gcsfs's,
+  TensorStore's, TFDS's and XLA's run over several lines (a 403's reason is on the second)."""
   return ' '.join(str(error).split())[:limit] or type(error).__name__
 
 

@@ -27,6 +27,8 @@ from collections.abc import Iterator
 import numpy as np
 from etils import epath
 
+from alexnet_jax.errors import StorageError, in_one_line, is_unreachable
+
 _URL = re.compile(r'^[a-z][a-z0-9+.-]*://')
 EMULATOR_VARIABLE = 'STORAGE_EMULATOR_HOST'
 
@@ -74,7 +76,6 @@ def check_writable_url(url: epath.Path, what: str, flag: str) -> None:
   """StorageError unless this process can write objects under the URL `url`: writes and
   deletes an empty object there. `what` names the directory in the message ('the workdir'),
   `flag` the command-line flag that sets it."""
-  from alexnet_jax.errors import StorageError, in_one_line, is_unreachable
   bucket = f'{url.parts[1]}://{url.parts[2]}' if len(url.parts) > 2 else str(url)
   # A name of this process's own: every process of a run checks at once.
   probe = url / f'.alexnet_jax-write-check-{uuid.uuid4().hex}'

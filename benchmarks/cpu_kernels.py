@@ -1,10 +1,9 @@
 """Every operation of the paper net on every kernel this jaxlib's XLA:CPU can run it on, then
-the whole train and eval steps under every combination: what `alexnet_jax.cpu_kernels.CHOICE`
+the whole train and eval steps under every combination: what `alexnet_jax.model.cpu_kernels.CHOICE`
 is chosen from.
 
     python -m benchmarks.cpu_kernels [--batch=128] [--repeats=3] [--image_size=227]
                                      [--width=1] [--parts=operations,steps]
-                                     [--only=convolution:eigen,...]
 
 operations: each convolution as the network runs it (one per channel group, as
   grouped_conv='split' does), forward, input gradient and kernel gradient; fc6-fc8 forward,
@@ -18,11 +17,10 @@ steps: the train step (forward, backward, paper SGD, as benchmarks/train_step.py
   and the eval step, compiled under each combination of kernels and timed in turn; the
   project's CHOICE and XLA's default are marked.
 
-The last line is the chosen default's, e.g. `choice=convolution:eigen,dot:ynnpack,reduce:xla
-train_images_per_second=29.6 eval_images_per_second=94.1 train_vs_xla_default=2.24x
-eval_vs_xla_default=1.80x train_vs_fastest=1.00x eval_vs_fastest=1.00x
-operations_fastest=convolution:eigen,dot:ynnpack,reduce:ynnpack`: the choice is made on the
-steps (the train step first), which an operation's kernel alone does not always predict.
+The last line is the chosen default's, e.g. `choice=convolution:eigen,dot:ynnpack,
+reduce:ynnpack train_images_per_second=25.1 eval_images_per_second=83.0
+train_vs_xla_default=1.92x eval_vs_xla_default=1.61x train_vs_fastest=1.00x
+eval_vs_fastest=0.97x operations_fastest=convolution:eigen,dot:ynnpack,reduce:xla`.
 """
 
 from __future__ import annotations
@@ -39,8 +37,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from alexnet_jax import cpu_kernels
-from alexnet_jax.model import AlexNet, layer_table
+from alexnet_jax.model import cpu_kernels
+from alexnet_jax.model.layer_table import layer_table
+from alexnet_jax.model.network import AlexNet
 from benchmarks.common import describe_device
 from benchmarks.train_step import IMAGE_SIZE, StepSetup, step_setup
 

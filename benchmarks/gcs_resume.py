@@ -3,7 +3,7 @@ momentum, 488 MB) from a gs:// workdir, against a local disk, in one run.
 
     python -m benchmarks.gcs_resume [--repeats=3]
 
-Saves one checkpoint of the paper net's train state with `alexnet_jax.checkpoints` into a
+Saves one checkpoint of the paper net's train state with `alexnet_jax.run.checkpoints` into a
 local workdir and into gs:// on a GCS emulator this script starts on localhost
 (tests/gcs_emulator.py; needs requirements-test.txt), then times listing the complete
 checkpoints and restoring the state from each, `--repeats` times. The last line is
@@ -49,16 +49,21 @@ def measure(workdirs: dict[str, str], repeats: int) -> dict[str, list[float]]:
   import jax
   import numpy as np
 
-  from alexnet_jax import distributed, files, model, optim, train_step
-  from alexnet_jax.checkpoints import Checkpoints
-  from alexnet_jax.workdir import RunRecord, Workdir
+  from alexnet_jax.run import distributed
+  from alexnet_jax import files
+  from alexnet_jax.model import network
+  from alexnet_jax.training import optim
+  from alexnet_jax.training import train_step
+  from alexnet_jax.run.checkpoints import Checkpoints
+  from alexnet_jax.run.checkpoints import RunRecord
+  from alexnet_jax.run.workdir import Workdir
   from configs import imagenet
   files.configure_object_stores()  # STORAGE_EMULATOR_HOST was set after files' import
   config = imagenet.get_config()
   mesh = distributed.data_mesh()
-  _, state = train_step.init(lambda rngs: model.from_config(config, 1000, rngs),
+  _, state = train_step.init(lambda rngs: network.from_config(config, 1000, rngs),
                              optim.from_config(config), config.seed, mesh)
-  identity = model.identity(config, 1000)
+  identity = network.identity(config, 1000)
   size = sum(a.nbytes for a in jax.tree.leaves(state))
   print(f'train state: {size / 1e6:.0f} MB')
   times = {}

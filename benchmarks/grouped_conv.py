@@ -15,8 +15,8 @@ import numpy as np
 import optax
 from flax import nnx
 
-from alexnet_jax.layers import split_group_conv
-from alexnet_jax.model import AlexNet
+from alexnet_jax.model.layers import split_group_conv
+from alexnet_jax.model.network import AlexNet
 from benchmarks.common import parse_args, time_jitted
 
 # The grouped layers of the paper net at 227x227: (input H=W, in channels, out channels, kernel).

@@ -6,14 +6,14 @@ PyTorch-style loader and against the JPEG decoding ceiling, on generated ImageNe
 
 The first run writes `--images` JPEGs of about 500x375 (photograph-like spectrum, ~110 KB at
 quality 90, as ImageNet's) to DIR/jpegs/train/<class>/ and converts them with
-`alexnet_jax.resize_dataset.convert` to 256x256 squares, as JPEG (DIR/jpeg256) and as uint8
+`alexnet_jax.data.conversion.convert` to 256x256 squares, as JPEG (DIR/jpeg256) and as uint8
 pixels (DIR/pixels256), in shards of 128 as ImageNet's conversion has many shards; later runs
 reuse all three. It prints the generation and conversion times, then images/s of:
 
     loader           worker processes doing what torchvision's ImageFolder and Resize(256),
                      CenterCrop(256), RandomCrop(227), RandomHorizontalFlip() do, batches
                      collated as DataLoader's workers do (the baseline)
-    pipeline         `alexnet_jax.input_pipeline.train_dataset` on the JPEG folder
+    pipeline         `alexnet_jax.data.input_pipeline.train_dataset` on the JPEG folder
     converted        the same on the JPEG conversion: the host decodes, the device crops
     converted_host   the same with the crops cut on the host (`crop_on_device=False`)
     pixels           the same on the pixel conversion: no decoding
@@ -134,8 +134,8 @@ def generate(data_dir: str, images: int, workers: int) -> str:
 def convert(root: str, data_dir: str, image_format: str) -> str:
   """The 256x256 TFDS copy of the folder at `root` in `image_format`, converted (or
   finished) now."""
-  from alexnet_jax.resize_dataset import convert as convert_source
-  from alexnet_jax.sources import open_source
+  from alexnet_jax.data.conversion import convert as convert_source
+  from alexnet_jax.data.sources import open_source
 
   start = time.perf_counter()
   path = convert_source(open_source('folder:' + root),
@@ -224,8 +224,8 @@ def time_loader(root: str, args: argparse.Namespace, batches_per_pass: int) -> f
 
 def time_pipeline(dataset: str, args: argparse.Namespace, batches_per_pass: int,
                   **settings) -> float:
-  from alexnet_jax.input_pipeline import train_dataset
-  from alexnet_jax.sources import open_source
+  from alexnet_jax.data.input_pipeline import train_dataset
+  from alexnet_jax.data.sources import open_source
 
   batches = train_dataset(open_source(dataset), 'train', batch_size=args.batch,
                           image_size=IMAGE_SIZE, resize_size=RESIZE_SIZE, seed=0, **settings)
@@ -235,8 +235,8 @@ def time_pipeline(dataset: str, args: argparse.Namespace, batches_per_pass: int,
 def batched(examples, args: argparse.Namespace):
   """`examples` (an endless tf.data.Dataset) in batches, with the training pipeline's options:
   without them, tf.data would autotune this one alone."""
-  from alexnet_jax import input_pipeline
-  from alexnet_jax.tensorflow_cpu import tf
+  from alexnet_jax.data import input_pipeline
+  from alexnet_jax.data.tensorflow_cpu import tf
 
   batches = examples.batch(args.batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
   return batches.with_options(input_pipeline._options())
@@ -245,8 +245,8 @@ def batched(examples, args: argparse.Namespace):
 def time_reading(dataset: str, args: argparse.Namespace, batches_per_pass: int) -> float:
   """Reading a conversion's images in batches, decoding JPEGs and nothing else: what no
   training pipeline on it can beat."""
-  from alexnet_jax.sources import open_source
-  from alexnet_jax.tensorflow_cpu import tf
+  from alexnet_jax.data.sources import open_source
+  from alexnet_jax.data.tensorflow_cpu import tf
 
   def decode(example):
     image = example['image']  # a pixel conversion's are uint8 already
@@ -263,7 +263,7 @@ def time_reading(dataset: str, args: argparse.Namespace, batches_per_pass: int) 
 def time_records(dataset: str, args: argparse.Namespace, batches_per_pass: int) -> float:
   """The conversion's serialized examples as the training pipeline reads them, in batches and
   not parsed: the cost of moving each image's bytes."""
-  from alexnet_jax.sources import open_source
+  from alexnet_jax.data.sources import open_source
 
   source = open_source(dataset)
   records = source.records('train', 0, source.num_examples('train')).repeat()

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from alexnet_jax.layers import local_response_norm
+from alexnet_jax.model.layers import local_response_norm
 from benchmarks.common import parse_args, print_ratios, time_forms
 
 SHAPES = {'lrn1': (55, 55, 96), 'lrn2': (27, 27, 256)}

@@ -4,7 +4,7 @@ and forward+backward, and in the paper net's whole train step.
     python -m benchmarks.max_pool [--batch=128] [--dtype=float32] [--repeats=5]
 
 Shapes are the paper net's pool1 (input 55x55x96), pool2 (27x27x256) and pool5 (13x13x256).
-The network's form (`alexnet_jax.layers.max_pool`) is a `lax.reduce_window`, whose gradient
+The network's form (`alexnet_jax.model.layers.max_pool`) is a `lax.reduce_window`, whose gradient
 XLA computes with select_and_scatter; the alternative, defined here, takes the maximum of
 the window's nine strided views. Alone, the views are faster on XLA:CPU; in the train step,
 where XLA fuses the views into what reads the pooled map (the transposed copy that conv2's
@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from alexnet_jax import layers
+from alexnet_jax.model import layers
 from benchmarks.common import parse_args, print_ratios, time_forms
 from benchmarks.train_step import alternated_seconds, step_setup
 

@@ -3,7 +3,7 @@
 
     model = TorchAlexNet.from_arrays(arrays)   # arrays[layer]['kernel' | 'bias']: numpy
 
-The same layers as `alexnet_jax.model.AlexNet('paper')` (two-group conv2, conv4, conv5; LRN
+The same layers as `alexnet_jax.model.network.AlexNet('paper')` (two-group conv2, conv4, conv5; LRN
 within each half after conv1 and conv2; overlapping pooling; dropout after fc6 and fc7) and
 the same weights, transposed to PyTorch's layouts: a conv kernel (kh, kw, in/g, out) becomes
 (out, in/g, kh, kw), a dense kernel (in, out) becomes (out, in). fc6 reads the final map

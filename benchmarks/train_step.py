@@ -5,7 +5,7 @@ against the same network in PyTorch, in one invocation.
                                     [--baseline=auto|pytorch|none] [--guard] [--device_crop]
                                     [--width=1]
 
-The project's steps are those of `alexnet_jax.train_step`, as training runs them: uint8
+The project's steps are those of `alexnet_jax.training.train_step`, as training runs them: uint8
 batches already on the devices (no input pipeline, no TensorFlow), split over every device
 on the `data` mesh. It prints:
 
@@ -52,10 +52,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-import alexnet_jax
-from alexnet_jax import compilation_cache, distributed, faults, optim, train_step
-from alexnet_jax.model import AlexNet, layer_table
-from alexnet_jax.pixels import Normalization, crop_views
+from alexnet_jax.model import cpu_kernels
+from alexnet_jax.model.layer_table import layer_table
+from alexnet_jax.model.network import AlexNet
+from alexnet_jax.model.normalization import Normalization, crop_views
+from alexnet_jax.run import compilation_cache, distributed
+from alexnet_jax.training import faults, optim, train_step
 from benchmarks.common import describe_device, time_jitted
 from benchmarks.measure import median_seconds, peak_rss_bytes
 
@@ -174,7 +176,7 @@ def main() -> None:
   platform = jax.devices()[0].platform
   print(f'device {describe_device()}, batch {args.batch}, {args.dtype}, width {args.width}')
   if platform == 'cpu':
-    print(f'XLA:CPU kernels: {alexnet_jax.CPU_KERNELS}')
+    print(f'XLA:CPU kernels: {cpu_kernels.APPLIED}')
   run_pytorch = args.baseline == 'pytorch' or (
       args.baseline == 'auto' and platform == 'cpu' and torch_available())
   if args.baseline == 'pytorch' and not torch_available():

@@ -20,7 +20,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0
 
   # Data. `dataset` is a TFDS name (imagenet2012, imagenette/320px, ...), a prepared TFDS
-  # directory (python -m alexnet_jax.resize_dataset), folder:/path/to/root, or 'shapes'.
+  # directory (python -m alexnet_jax.commands.resize_dataset), folder:/path/to/root, or
+  # 'shapes'.
   config.dataset = 'shapes'
   config.data_dir = ''  # TFDS data_dir; '' for TFDS's default (~/tensorflow_datasets)
   config.manual_dir = ''  # where the ImageNet tars are; '' for <data_dir>/downloads/manual
@@ -33,7 +34,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.cache = True  # keep this host's encoded training images in memory
   config.shuffle_buffer = 10_000
   config.mean = 'per_pixel'  # 'per_pixel' (paper), 'per_channel' or 'none'
-  config.mean_cache_dir = ''  # '' : next to the data
+  # Where the pixel statistics (mean image, RGB PCA) are cached; '' : next to the data.
+  config.mean_cache_dir = ''
   # Divide the mean-subtracted pixels by each channel's standard deviation over the split.
   # Not in the paper (it feeds 0..255 minus the mean); He init needs unit-scale inputs.
   config.normalize_std = True
@@ -48,8 +50,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.grouped_conv = 'split'  # or 'xla'; same numbers, see docs/performance.md
   config.model.width = 1.0  # channel multiplier; 1.0 is the paper's network
 
-  # Optimiser (alexnet_jax/optim.py): 'sgd', the paper's, or 'lars', layer-wise rates for
-  # large batches (You et al. 2017).
+  # Optimiser (alexnet_jax/training/optim.py): 'sgd', the paper's, or 'lars', layer-wise
+  # rates for large batches (You et al. 2017).
   config.optimizer = 'sgd'
   config.lars_trust_coefficient = 0.001  # 'lars': the paper's eta
   config.batch_size = 64  # global, over all devices of all hosts
@@ -69,12 +71,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.plateau_min_delta = 0.001  # an improvement is at least this much top-1 error
   config.plateau_max_drops = 3
 
-  # Evaluation, logging and checkpoints. Steps of 0 mean once per epoch.
+  # Evaluation, logging and checkpoints.
   config.eval_batch_size = 0  # 0: batch_size
   config.ten_crop_eval = False  # the paper's 10-crop average (else the centre crop)
-  config.log_every_steps = 20
-  config.eval_every_steps = 0
-  config.checkpoint_every_steps = 0
+  config.log_every_steps = 20  # 0: once per epoch
+  config.eval_every_steps = 0  # 0: once per epoch
+  config.checkpoint_every_steps = 0  # 0: once per epoch
   config.keep_checkpoints = 2  # the latest few, besides the best
   config.keep_best_checkpoints = 1  # by evaluation top-1 error
 
@@ -87,6 +89,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.peer_timeout_seconds = 120
   # Keep compiled steps on disk, so that a resumed or repeated run skips compilation.
   config.compilation_cache = True
-  # '' : $JAX_COMPILATION_CACHE_DIR if set, else ~/.cache/alexnet_jax/xla
+  # '' : $JAX_COMPILATION_CACHE_DIR if set, else $XDG_CACHE_HOME/alexnet_jax/xla
+  # (default ~/.cache/alexnet_jax/xla).
   config.compilation_cache_dir = ''
   return config

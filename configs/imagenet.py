@@ -20,7 +20,7 @@ loss stay at ln(1000) = 6.91 for thousands of steps. If it has not fallen below 
 5,000 steps, restart in a new DIR with --config.model.init=he --config.normalize_std=True.
 """
 
-from configs import default
+from alexnet_jax.configs import default
 
 
 def get_config():

@@ -36,7 +36,7 @@ local response normalisation, so their accuracy is not this network's. configs/i
 trap (a loss stuck at ln(1000) with the paper's init) and its fallback apply here too.
 """
 
-from configs import imagenet
+from alexnet_jax.configs import imagenet
 
 
 def get_config():

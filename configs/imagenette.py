@@ -12,7 +12,7 @@ Expected result: well below the 90% top-1 error of chance; the figure on a T4 is
 measured by this project (README "Results" lists what has been).
 """
 
-from configs import default
+from alexnet_jax.configs import default
 
 
 def get_config():

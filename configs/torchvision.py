@@ -33,7 +33,7 @@ the converted weights nor a training run are measured by this project yet (there
 ImageNet on its machines): README "Results" lists what has been.
 """
 
-from configs import imagenet
+from alexnet_jax.configs import imagenet
 
 
 def get_config():

@@ -19,7 +19,7 @@ def pytest_configure(config):
     config.compilation_cache = tempfile.mkdtemp(prefix='alexnet_jax_xla_cache_')
     os.environ['JAX_COMPILATION_CACHE_DIR'] = config.compilation_cache
   # Before any test starts JAX: XLA:CPU's kernels as every run of the project has them
-  # (alexnet_jax.cpu_kernels); the commands the tests start apply them themselves.
+  # (alexnet_jax.model.cpu_kernels); the commands the tests start apply them themselves.
   import alexnet_jax  # noqa: F401
 
 
@@ -47,7 +47,7 @@ def shapes_data_dir(tf, tmp_path_factory):
   """A TFDS data_dir holding the embedded `shapes` data set, built once per session through
   the same `open_source` call the pipeline makes (about 10 s)."""
   pytest.importorskip('tensorflow_datasets')
-  from alexnet_jax import sources
+  from alexnet_jax.data import sources
   data_dir = str(tmp_path_factory.mktemp('tfds'))
   sources.open_source('shapes', data_dir=data_dir)
   return data_dir

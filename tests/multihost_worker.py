@@ -23,7 +23,10 @@ def main(process_id, process_count, port, folder, cache_dir, out):
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')
   jax.distributed.initialize(coordinator_address=f'127.0.0.1:{port}',
                              num_processes=process_count, process_id=process_id)
-  from alexnet_jax import distributed, input_pipeline, pixel_stats, sources
+  from alexnet_jax.run import distributed
+  from alexnet_jax.data import input_pipeline
+  from alexnet_jax.data import pixel_stats
+  from alexnet_jax.data import sources
 
   source = sources.open_source(f'folder:{folder}')
   hosts = distributed.hosts()
@@ -68,7 +71,7 @@ def main(process_id, process_count, port, folder, cache_dir, out):
 
 def pixel_sums(process_id):
   """Process `process_id`'s made-up float64 sums, with digits a float32 would drop."""
-  from alexnet_jax import pixel_stats
+  from alexnet_jax.data import pixel_stats
   base = np.array([1e9 + 0.5, 1 / 3, 2 ** 30 + 2 ** -10, 123456789.123, 0.1, 7.0])
   image_sum = (base * (process_id + 1) + process_id / 7).reshape(1, 2, 3)
   rgb_outer_sum = np.outer(base[:3], base[3:]) + process_id / 3

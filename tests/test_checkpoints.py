@@ -4,10 +4,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from alexnet_jax import workdir as workdir_lib
-from alexnet_jax.checkpoints import BEST_METRIC, Checkpoints
 from alexnet_jax.errors import ModelMismatchError
-from alexnet_jax.workdir import RunRecord, Workdir
+from alexnet_jax.run import checkpoints as workdir_lib
+from alexnet_jax.run.checkpoints import BEST_METRIC, Checkpoints, RunRecord
+from alexnet_jax.run.workdir import Workdir
 
 MODEL = {'variant': 'paper', 'num_classes': 6, 'image_size': 67, 'width': 0.5}
 RECORD = RunRecord(MODEL, positions=[17, 21], skipped_images=[0, 2], process_count=2)

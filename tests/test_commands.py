@@ -21,7 +21,7 @@ def run(*args, succeed=True):
 
 
 def test_model_command_prints_the_layer_table():
-  out = run('-m', 'alexnet_jax.model', '--variant=torchvision').stdout
+  out = run('-m', 'alexnet_jax.commands.model', '--variant=torchvision').stdout
   assert "AlexNet variant='torchvision' image_size=224" in out
   assert 'total parameters        61,100,840' in out
 

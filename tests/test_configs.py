@@ -9,8 +9,9 @@ import pytest
 
 pytest.importorskip('ml_collections')  # absent on accelerator machines with only jax
 
-from alexnet_jax import config_checks, model  # noqa: E402
-from alexnet_jax.config_checks import ConfigError  # noqa: E402
+from alexnet_jax.model import network
+from alexnet_jax.training import config_checks
+from alexnet_jax.training.config_checks import ConfigError
 
 CONFIGS = ('default', 'imagenet', 'imagenet_pod', 'imagenette', 'torchvision')
 
@@ -27,7 +28,7 @@ def test_config_is_valid_and_its_docstring_gives_the_command(name):
 def test_imagenet_config_is_the_papers_recipe():
   from configs import imagenet
   config = imagenet.get_config()
-  assert (config.dataset, config.num_classes, model.image_size(config)) == (
+  assert (config.dataset, config.num_classes, network.image_size(config)) == (
       'imagenet2012', 1000, 227)
   assert (config.batch_size, config.learning_rate, config.momentum, config.weight_decay) == (
       128, 0.01, 0.9, 5e-4)
@@ -75,6 +76,22 @@ def test_bad_field_is_named_with_its_valid_values(fields, devices, message):
   assert str(error.value) == message
 
 
+def test_log_every_steps_of_0_is_once_per_epoch(tf):
+  """log_every_steps=0 is valid and means once per epoch, as for eval_every_steps and
+  checkpoint_every_steps; a negative value is refused. 1,000 training images in batches of 64
+  are 15 steps an epoch."""
+  from alexnet_jax.training.loop import Schedule
+  config_checks.validate(bad({'log_every_steps': 0}), device_count=1)
+  with pytest.raises(ConfigError) as error:
+    config_checks.validate(bad({'log_every_steps': -1}), device_count=1)
+  assert str(error.value) == 'config.log_every_steps=-1 must be >= 0.'
+  per_epoch = Schedule.of(bad({'log_every_steps': 0}), num_train=1000)
+  assert (per_epoch.steps_per_epoch, per_epoch.log_every, per_epoch.eval_every,
+          per_epoch.checkpoint_every) == (15, 15, 15, 15)
+  assert Schedule.of(bad({}), num_train=1000).log_every == 20  # the default config's
+  assert Schedule.of(bad({'log_every_steps': 7}), num_train=1000).log_every == 7
+
+
 @pytest.mark.parametrize('fields,message', [
     ({'dataset': 'imagenet2013'},
      "config.dataset='imagenet2013': unknown data set 'imagenet2013': use \"shapes\", a TFDS "
@@ -87,14 +104,14 @@ def test_bad_field_is_named_with_its_valid_values(fields, devices, message):
      "['train', 'validation']."),
 ])
 def test_unknown_data_set_or_split_names_the_field(tf, shapes_data_dir, fields, message):
-  from alexnet_jax.sources import open_configured
+  from alexnet_jax.data.sources import open_configured
   with pytest.raises(ConfigError) as error:
     open_configured(bad({'data_dir': shapes_data_dir, **fields}))
   assert str(error.value).startswith(message)
 
 
 def test_class_count_that_differs_from_the_data_is_refused(tf, shapes_data_dir):
-  from alexnet_jax.sources import open_configured
+  from alexnet_jax.data.sources import open_configured
   config = bad({'num_classes': 1000, 'data_dir': shapes_data_dir})
   with pytest.raises(ConfigError, match='config.num_classes=1000 but shapes/1.1.0 has 6 '
                                         'classes: set it to 6, or 0 to follow the data.'):

@@ -13,8 +13,8 @@ tfds = pytest.importorskip('tensorflow_datasets')  # the class names are imagene
 torch = pytest.importorskip('torch', reason='reading a .pth needs requirements-bench.txt')
 from torch import nn  # noqa: E402
 
-from alexnet_jax import convert_torchvision, inference  # noqa: E402
-from alexnet_jax.errors import ModelMismatchError, UserError  # noqa: E402
+from alexnet_jax.errors import ModelMismatchError, UserError
+from alexnet_jax.training import inference, torchvision_weights
 from benchmarks.pytorch_alexnet import to_torch_images  # noqa: E402
 from configs import torchvision as torchvision_config  # noqa: E402
 
@@ -69,7 +69,7 @@ def state_dict_path(torch_model, tmp_path_factory):
 def test_converted_checkpoint_gives_torchvisions_logits(torch_model, state_dict_path,
                                                         tmp_path):
   config = torchvision_config.get_config()
-  convert_torchvision.convert(state_dict_path, str(tmp_path), config)
+  torchvision_weights.convert(state_dict_path, str(tmp_path), config)
   trained = inference.load(str(tmp_path))
   assert trained.step == 0
   assert (trained.config.model.variant, trained.config.image_size) == ('torchvision', 224)
@@ -104,13 +104,13 @@ def test_missing_torch_names_the_fix(tmp_path, monkeypatch):
   with pytest.raises(UserError, match=r'^reading a \.pth needs PyTorch, which is not '
                                       r'installed: pip install torch \(the CPU build is '
                                       r'enough; torchvision is not needed\)\.$'):
-    convert_torchvision.convert(str(pth), str(tmp_path / 'run'),
+    torchvision_weights.convert(str(pth), str(tmp_path / 'run'),
                                 torchvision_config.get_config())
 
 
 def test_missing_file_is_named(tmp_path):
   with pytest.raises(FileNotFoundError, match=r'nothing\.pth does not exist: download '):
-    convert_torchvision.convert(str(tmp_path / 'nothing.pth'), str(tmp_path / 'run'),
+    torchvision_weights.convert(str(tmp_path / 'nothing.pth'), str(tmp_path / 'run'),
                                 torchvision_config.get_config())
 
 
@@ -129,7 +129,7 @@ def test_file_that_is_not_a_state_dict_is_refused(tmp_path, saved, message):
   else:
     torch.save(saved, pth)
   with pytest.raises(ModelMismatchError, match=message):
-    convert_torchvision.convert(str(pth), str(tmp_path / 'run'), torchvision_config.get_config())
+    torchvision_weights.convert(str(pth), str(tmp_path / 'run'), torchvision_config.get_config())
 
 
 def test_state_dict_of_another_network_is_refused(torch_model, tmp_path):
@@ -140,7 +140,7 @@ def test_state_dict_of_another_network_is_refused(torch_model, tmp_path):
   pth = tmp_path / 'other.pth'
   torch.save(state_dict, pth)
   with pytest.raises(ModelMismatchError) as error:
-    convert_torchvision.convert(str(pth), str(tmp_path / 'run'),
+    torchvision_weights.convert(str(pth), str(tmp_path / 'run'),
                                 torchvision_config.get_config())
   assert str(error.value) == (
       f"{pth} is not the state dict of torchvision's AlexNet with 1000 classes: missing "
@@ -155,6 +155,6 @@ def test_occupied_workdir_is_refused_and_left_alone(state_dict_path, tmp_path):
   with pytest.raises(UserError, match=r"already holds a run \(config\.json, checkpoints\); "
                                       r'nothing was overwritten: convert into another '
                                       r'--workdir\.$'):
-    convert_torchvision.convert(state_dict_path, str(tmp_path), torchvision_config.get_config())
+    torchvision_weights.convert(state_dict_path, str(tmp_path), torchvision_config.get_config())
   assert (tmp_path / 'config.json').read_text() == '{}'
   assert sorted(p.name for p in (tmp_path / 'checkpoints').iterdir()) == ['1000']

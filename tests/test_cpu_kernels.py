@@ -1,4 +1,4 @@
-"""XLA:CPU's kernel choice (alexnet_jax.cpu_kernels): XLA's default, the project's, applied at
+"""XLA:CPU's kernel choice (alexnet_jax.model.cpu_kernels): XLA's default, the project's, applied at
 import before JAX starts, the user's $XLA_FLAGS winning, and every choice the benchmark
 compares compiling as it says."""
 
@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from alexnet_jax import cpu_kernels
+from alexnet_jax.model import cpu_kernels
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -51,7 +51,7 @@ def subprocess_placement(first: str, xla_flags: str | None,
 import json, os, sys
 alexnet_jax = sys.modules.get('alexnet_jax')
 print(json.dumps({'hlo': compiled.as_text(), 'xla_flags': os.environ.get('XLA_FLAGS'),
-                  'kernels': alexnet_jax.CPU_KERNELS if alexnet_jax else None}))
+                  'kernels': alexnet_jax.model.cpu_kernels.APPLIED if alexnet_jax else None}))
 '''
   done = subprocess.run([sys.executable, '-c', script], cwd=ROOT, env=env, capture_output=True,
                         text=True, timeout=300, check=False)
@@ -144,9 +144,11 @@ def test_the_train_step_runs_its_convolutions_on_eigen_and_matches_xlas_default(
   """This process imported alexnet_jax before JAX started (conftest), so its steps compile
   under the project's choice: the narrow net's train step, compiled again under XLA's
   default, gives the same loss and gradients."""
-  from alexnet_jax import distributed, optim, train_step
-  from alexnet_jax.model import AlexNet
-  from alexnet_jax.pixels import Normalization
+  from alexnet_jax.run import distributed
+  from alexnet_jax.training import optim
+  from alexnet_jax.training import train_step
+  from alexnet_jax.model.network import AlexNet
+  from alexnet_jax.model.normalization import Normalization
   from benchmarks.train_step import synthetic_batch
 
   mesh = distributed.data_mesh()

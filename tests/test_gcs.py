@@ -51,7 +51,7 @@ def test_files_are_replaced_whole_and_leave_nothing_behind(gcs, tmp_path):
 
 def test_a_usable_gcs_workdir_is_left_empty_and_a_missing_bucket_is_named(gcs):
   from alexnet_jax.errors import StorageError
-  from alexnet_jax.workdir import Workdir
+  from alexnet_jax.run.workdir import Workdir
   Workdir(f'gs://{BUCKET}/usable/run').check_usable()
   assert objects(f'gs://{BUCKET}/usable') == []
   with pytest.raises(StorageError, match=re.escape(
@@ -67,8 +67,9 @@ def test_a_partial_checkpoint_on_gcs_is_never_taken_for_one_and_is_removed(gcs):
   import jax.numpy as jnp
 
   from alexnet_jax import files
-  from alexnet_jax.checkpoints import Checkpoints
-  from alexnet_jax.workdir import RunRecord, Workdir
+  from alexnet_jax.run.checkpoints import Checkpoints
+  from alexnet_jax.run.checkpoints import RunRecord
+  from alexnet_jax.run.workdir import Workdir
   workdir = Workdir(f'gs://{BUCKET}/partial')
   state = {'w': jnp.arange(4.0)}
   checkpoints = Checkpoints(workdir, keep=3, keep_best=0)
@@ -112,8 +113,10 @@ def test_a_run_on_gcs_killed_mid_run_resumes_to_the_uninterrupted_result_and_is_
   same command: the parameters of the same run on a local disk, bit for bit, each step once
   in metrics.jsonl. Then evaluate, predict and plot read the gs:// workdir and give what
   they give for the local run."""
-  from alexnet_jax import evaluate, inference, predict
-  from alexnet_jax.workdir import Workdir
+  from alexnet_jax.training import evaluation
+  from alexnet_jax.training import inference
+  from alexnet_jax.training import prediction
+  from alexnet_jax.run.workdir import Workdir
   steps = 20
   straight, _, args = reference_and_command(shapes_data_dir, tmp_path, steps, keep=3)
   url = f'gs://{BUCKET}/killed'
@@ -138,20 +141,20 @@ def test_a_run_on_gcs_killed_mid_run_resumes_to_the_uninterrupted_result_and_is_
   assert train == sorted(set(train)) and train[-1] == steps  # each step once, in order
   assert logged_steps(url, 'eval_top1_error') == [steps]
 
-  result = run_cli(['-m', 'alexnet_jax.evaluate', f'--workdir={url}'])
+  result = run_cli(['-m', 'alexnet_jax.commands.evaluate', f'--workdir={url}'])
   assert result.returncode == 0, result.stderr[-3000:]
   from alexnet_jax import files
   scores = files.read_json(f'{url}/eval-{steps}.json')
-  assert scores == json.loads(json.dumps(evaluate.evaluate_checkpoint(str(straight))))
+  assert scores == json.loads(json.dumps(evaluation.evaluate_checkpoint(str(straight))))
 
   image = _an_image(tmp_path)
-  result = run_cli(['-m', 'alexnet_jax.predict', f'--workdir={url}', str(image)])
+  result = run_cli(['-m', 'alexnet_jax.commands.predict', f'--workdir={url}', str(image)])
   assert result.returncode == 0, result.stderr[-3000:]
-  expected = predict.predict(inference.load(str(straight)), [str(image)])[0]
+  expected = prediction.predict(inference.load(str(straight)), [str(image)])[0]
   assert [line.split('%  ')[1] for line in result.stdout.splitlines()[1:]] == [
       name for name, _ in expected]
 
-  result = run_cli(['-m', 'alexnet_jax.plot', f'--workdir={url}'])
+  result = run_cli(['-m', 'alexnet_jax.commands.plot', f'--workdir={url}'])
   assert result.returncode == 0, result.stderr[-3000:]
   assert files.path(f'{url}/learning_curves.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
   assert any(name.startswith('tensorboard/events.out.tfevents.') for name in objects(url))
@@ -171,7 +174,7 @@ def test_the_conversion_writes_the_same_files_to_gcs_as_to_a_local_disk(tf, shap
   url = f'gs://{BUCKET}/converted'
   outputs = {}
   for output in (str(tmp_path / 'converted'), url):
-    result = run_cli(['-m', 'alexnet_jax.resize_dataset', '--dataset=shapes',
+    result = run_cli(['-m', 'alexnet_jax.commands.resize_dataset', '--dataset=shapes',
                       f'--data_dir={shapes_data_dir}', f'--output_dir={output}', '--size=40',
                       '--examples_per_shard=1000'])
     assert result.returncode == 0, result.stderr[-3000:]
@@ -190,7 +193,7 @@ def test_the_conversion_writes_the_same_files_to_gcs_as_to_a_local_disk(tf, shap
 
 def records(shard: bytes, scratch) -> list:
   """The tf.train.Examples of a TFRecord shard's bytes."""
-  from alexnet_jax.tensorflow_cpu import tf
+  from alexnet_jax.data.tensorflow_cpu import tf
   scratch.write_bytes(shard)
   return [tf.train.Example.FromString(record.numpy())
           for record in tf.data.TFRecordDataset(str(scratch))]
@@ -254,8 +257,8 @@ def test_storage_lost_mid_run_is_one_error_line_and_the_run_resumes_once_it_is_b
   """The emulator stops while a gs:// run trains: the run ends with one Error line naming its
   last complete checkpoint; with storage back, the same command resumes from that checkpoint
   and ends with the uninterrupted run's parameters, bit for bit."""
-  from alexnet_jax.train import train_and_evaluate
-  from alexnet_jax.workdir import Workdir
+  from alexnet_jax.training.loop import train_and_evaluate
+  from alexnet_jax.run.workdir import Workdir
   steps = 60
   config = tiny_config(shapes_data_dir, num_train_steps=steps, log_every_steps=1,
                        checkpoint_every_steps=5)

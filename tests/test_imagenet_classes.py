@@ -4,7 +4,7 @@ import pytest
 
 pytest.importorskip('tensorflow_datasets')
 
-from alexnet_jax import imagenet_classes  # noqa: E402
+from alexnet_jax.data import imagenet_classes
 
 
 def test_wordnet_ids_are_the_sorted_ilsvrc_classes():

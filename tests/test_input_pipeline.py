@@ -48,19 +48,19 @@ def folder(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def source(tf, folder):
-  from alexnet_jax import sources
+  from alexnet_jax.data import sources
   return sources.open_source(f'folder:{folder}')
 
 
 def square_images(tf, source, split):
   """Every example's resize_size square, decoded one at a time: the numpy-side reference.
   None for an image that does not decode."""
-  from alexnet_jax import preprocessing
+  from alexnet_jax.data import views
   paths, labels = source.files(split)
   squares = []
   for path in paths:
     try:
-      squares.append(preprocessing.square_image(tf.io.read_file(path), RESIZE, True).numpy())
+      squares.append(views.square_image(tf.io.read_file(path), RESIZE, True).numpy())
     except tf.errors.InvalidArgumentError:
       squares.append(None)
   return squares, np.array(labels)
@@ -83,7 +83,8 @@ def with_bookkeeping(batches, dataset):
 
 def numbered_eval_batches(source, split, **kwargs):
   """`eval_batches` and its batches with their 'index' (from `eval_dataset`)."""
-  from alexnet_jax import input_pipeline
+  from alexnet_jax.data import input_pipeline
+  from alexnet_jax.data import views
   batches = input_pipeline.eval_batches(source, split, **kwargs)
   return batches, with_bookkeeping(batches, input_pipeline.eval_dataset(source, split, **kwargs))
 
@@ -91,7 +92,8 @@ def numbered_eval_batches(source, split, **kwargs):
 def numbered_train_batches(source, split, count, **kwargs):
   """`train_batches` and its first `count` batches with their 'position' (from
   `train_dataset`)."""
-  from alexnet_jax import input_pipeline
+  from alexnet_jax.data import input_pipeline
+  from alexnet_jax.data import views
   batches = input_pipeline.train_batches(source, split, **kwargs)
   dataset = input_pipeline.train_dataset(source, split, **kwargs).take(count)
   return batches, with_bookkeeping(itertools.islice(batches, count), dataset)
@@ -107,7 +109,7 @@ def test_folder_source_lists_classes_and_files_in_order(source):
 
 @pytest.mark.parametrize('process_count', [2, 3])
 def test_host_ranges_partition_every_split(source, process_count):
-  from alexnet_jax.sources import host_range
+  from alexnet_jax.data.sources import host_range
   for split in SPLIT_SIZES:
     size = source.num_examples(split)
     ranges = [host_range(size, i, process_count) for i in range(process_count)]
@@ -121,7 +123,7 @@ def test_host_ranges_partition_every_split(source, process_count):
 
 def test_host_range_rejects_a_process_outside_the_count():
   pytest.importorskip('tensorflow_datasets')  # sources imports it
-  from alexnet_jax.sources import host_range
+  from alexnet_jax.data.sources import host_range
   with pytest.raises(ValueError, match='process_index 3'):
     host_range(10, 3, 3)
 
@@ -129,7 +131,8 @@ def test_host_range_rejects_a_process_outside_the_count():
 @pytest.mark.parametrize('process_count', [1, 2, 3])
 @pytest.mark.parametrize('ten_crop', [False, True])
 def test_eval_counts_every_example_once_on_every_host(tf, source, process_count, ten_crop):
-  from alexnet_jax import input_pipeline
+  from alexnet_jax.data import input_pipeline
+  from alexnet_jax.data import views
   size, batch = SPLIT_SIZES['validation'], 4
   squares, labels = square_images(tf, source, 'validation')
   per_host = [numbered_eval_batches(
@@ -164,10 +167,11 @@ def test_corrupt_image_is_skipped_and_counted_in_eval(tf, source, caplog):
 
 @pytest.mark.parametrize('ten_crop', [False, True])
 def test_batches_hold_exactly_the_fields_of_the_batch_tables(tf, source, ten_crop):
-  """The pipelines hold every field `alexnet_jax.batch` defines, with its dtype; the iterators
+  """The pipelines hold every field `alexnet_jax.model.batch` defines, with its dtype; the iterators
   the steps read take off the bookkeeping field and leave the rest as they were."""
-  from alexnet_jax import batch as batch_lib
-  from alexnet_jax import input_pipeline
+  from alexnet_jax.model import batch as batch_lib
+  from alexnet_jax.data import input_pipeline
+  from alexnet_jax.data import views
   eval_kwargs = {'batch_size': 4, 'image_size': CROP, 'resize_size': RESIZE,
                  'ten_crop': ten_crop}
   pipelines = {
@@ -200,7 +204,8 @@ def test_training_views_are_crops_of_the_right_images(tf, source):
   """Each training image is the crop at its offset of its own example's square, mirrored when
   flagged, up to resampling (`random_crop_view`): found by searching the split for the
   closest crop, since the stream is shuffled."""
-  from alexnet_jax import input_pipeline
+  from alexnet_jax.data import input_pipeline
+  from alexnet_jax.data import views
   squares, labels = square_images(tf, source, 'train')
   batches = input_pipeline.train_batches(source, 'train', **train_kwargs())
   for batch in take(batches, 6):  # 24 examples: the whole split, then some, corrupt skipped
@@ -231,7 +236,8 @@ def test_training_stream_is_reproducible_from_the_seed(tf, source):
 
 
 def test_every_epoch_is_a_new_order(tf, source):
-  from alexnet_jax import input_pipeline
+  from alexnet_jax.data import input_pipeline
+  from alexnet_jax.data import views
   decodable = SPLIT_SIZES['train']
   batches = input_pipeline.train_batches(source, 'train', **train_kwargs(batch_size=decodable))
   epochs = [next(batches)['label'] for _ in range(3)]
@@ -257,14 +263,15 @@ def test_stream_started_at_a_position_continues_the_stream(tf, source, start):
 
 
 def test_crop_larger_than_the_square_is_refused(source):
-  from alexnet_jax import input_pipeline
+  from alexnet_jax.data import input_pipeline
+  from alexnet_jax.data import views
   with pytest.raises(ValueError, match='image_size 48 is larger than resize_size 40'):
     input_pipeline.train_dataset(source, 'train', **train_kwargs(image_size=48))
 
 
 def test_pixel_stats_equal_numpy_over_the_split_and_are_cached(tf, source, tmp_path, caplog):
-  from alexnet_jax import pixel_stats
-  from alexnet_jax.pixels import Normalization
+  from alexnet_jax.data import pixel_stats
+  from alexnet_jax.model.normalization import Normalization
   squares, _ = square_images(tf, source, 'train')
   images = np.stack([s for s in squares if s is not None]).astype(np.float64)
   stats = pixel_stats.load_or_compute(source, 'train', RESIZE, cache_dir=str(tmp_path))
@@ -292,7 +299,7 @@ def test_gather_sums_adds_in_float64_without_rounding_to_float32():
   (With one process JAX's gather hands numpy arrays back as they are, so this catches a cast
   in gather_sums itself; tests/test_multihost.py checks the sums that travel between
   processes.)"""
-  from alexnet_jax import pixel_stats
+  from alexnet_jax.data import pixel_stats
   image_sum = np.array([1e9 + 0.5, 1 / 3, 2 ** 30 + 2 ** -10, 123456789.123,
                         0.1, 7.0]).reshape(1, 2, 3)
   rgb_outer_sum = np.array([[1e9 + 0.5, 1 / 3, 1 / 7], [1 / 3, 2e8 + 0.25, 1 / 11],
@@ -310,7 +317,8 @@ def test_gather_sums_adds_in_float64_without_rounding_to_float32():
 
 def test_stale_pixel_stats_cache_is_detected_and_recomputed(tf, folder, tmp_path, caplog):
   import shutil
-  from alexnet_jax import pixel_stats, sources
+  from alexnet_jax.data import pixel_stats
+  from alexnet_jax.data import sources
   root = tmp_path / 'data'
   shutil.copytree(folder, root)
   source = sources.open_source(f'folder:{root}')
@@ -331,7 +339,9 @@ def test_stale_pixel_stats_cache_is_detected_and_recomputed(tf, folder, tmp_path
 
 
 def test_lighting_offsets_follow_the_pca(tf, source):
-  from alexnet_jax import input_pipeline, pixel_stats
+  from alexnet_jax.data import input_pipeline
+  from alexnet_jax.data import views
+  from alexnet_jax.data import pixel_stats
   stats = pixel_stats.PixelStats(np.zeros((RESIZE, RESIZE, 3), np.float32),
                                  np.array([0.2, 0.02, 0.0], np.float32),
                                  np.eye(3, dtype=np.float32)[:, [2, 0, 1]], 1)
@@ -350,12 +360,14 @@ def test_subtract_mean_subtracts_the_mean_crop_as_the_paper_orders(tf, source):
   """Mean subtracted from the 256 square first, then cropped and mirrored: the device's result
   from offsets and flags must equal doing exactly that in numpy."""
   import jax.numpy as jnp
-  from alexnet_jax import input_pipeline, pixels
+  from alexnet_jax.data import input_pipeline
+  from alexnet_jax.data import views
+  from alexnet_jax.model import normalization
   rng = np.random.default_rng(1)
   mean_image = rng.uniform(0, 255, (RESIZE, RESIZE, 3)).astype(np.float32)
   batch = next(input_pipeline.train_batches(source, 'train', **train_kwargs(batch_size=8)))
   lighting = rng.normal(0, 5, (8, 3)).astype(np.float32)
-  got = pixels.subtract_mean(jnp.asarray(batch['image']), jnp.asarray(batch['crop_offset']),
+  got = normalization.subtract_mean(jnp.asarray(batch['image']), jnp.asarray(batch['crop_offset']),
                              jnp.asarray(batch['flipped']), jnp.asarray(mean_image),
                              jnp.asarray(lighting))
   for row, ((y, x), flipped) in enumerate(zip(batch['crop_offset'], batch['flipped'])):
@@ -367,12 +379,14 @@ def test_subtract_mean_subtracts_the_mean_crop_as_the_paper_orders(tf, source):
 def test_normalization_handles_ten_crops(tf, source):
   import jax
   import jax.numpy as jnp
-  from alexnet_jax import input_pipeline, pixels
+  from alexnet_jax.data import input_pipeline
+  from alexnet_jax.data import views
+  from alexnet_jax.model.normalization import Normalization
   mean_image = np.arange(RESIZE * RESIZE * 3, dtype=np.float32).reshape(RESIZE, RESIZE, 3)
   batch = next(input_pipeline.eval_batches(source, 'validation', batch_size=2, image_size=CROP,
                                            resize_size=RESIZE, ten_crop=True))
-  normalization = pixels.Normalization(jnp.asarray(mean_image), jnp.ones(3, jnp.float32),
-                                       jnp.dtype(jnp.bfloat16))
+  normalization = Normalization(jnp.asarray(mean_image), jnp.ones(3, jnp.float32),
+                                jnp.dtype(jnp.bfloat16))
   got = np.asarray(normalization.apply(jax.tree.map(jnp.asarray, batch), lighting=False,
                                        view_size=CROP))
   assert got.shape == (2, 10, CROP, CROP, 3) and got.dtype == jnp.bfloat16
@@ -385,7 +399,7 @@ def test_normalization_handles_ten_crops(tf, source):
 
 def test_global_batch_keeps_rows_in_order_over_the_data_axis():
   import jax
-  from alexnet_jax import distributed
+  from alexnet_jax.run import distributed
   mesh = jax.make_mesh((jax.device_count(),), (distributed.DATA_AXIS,))
   host = {'image': np.arange(4 * 2 * 2 * 3, dtype=np.uint8).reshape(4, 2, 2, 3),
           'label': np.arange(4, dtype=np.int32)}
@@ -396,14 +410,14 @@ def test_global_batch_keeps_rows_in_order_over_the_data_axis():
 
 
 def test_unknown_dataset_names_the_accepted_spellings(tf):
-  from alexnet_jax import sources
+  from alexnet_jax.data import sources
   with pytest.raises(ValueError, match='unknown data set .imagenet2013.: use "shapes", a TFDS'):
     sources.open_source('imagenet2013')
 
 
 def test_missing_imagenet_tars_are_named_with_their_directory(tf, tmp_path):
   pytest.importorskip('tensorflow_datasets')
-  from alexnet_jax import sources
+  from alexnet_jax.data import sources
   manual = tmp_path / 'tars'
   manual.mkdir()
   (manual / 'ILSVRC2012_img_val.tar').write_bytes(b'')
@@ -419,7 +433,7 @@ def test_tfds_preparation_is_told_the_split_sizes_for_its_progress_bars(tf, tmp_
   """Offline, TFDS learns a split's size only by writing it: without the sizes its progress
   bars count examples with no ETA."""
   import tensorflow_datasets as tfds
-  from alexnet_jax import sources
+  from alexnet_jax.data import sources
   sizes = lambda builder: {name: split.num_examples for name, split in builder.info.splits.items()}  # noqa: E731
   imagenet = tfds.builder('imagenet2012', data_dir=str(tmp_path))
   assert sizes(imagenet) == {}
@@ -438,14 +452,16 @@ def test_unknown_split_lists_the_splits(source):
 
 
 def test_folder_that_does_not_exist_says_the_layout(tf, tmp_path):
-  from alexnet_jax import sources
+  from alexnet_jax.data import sources
   with pytest.raises(FileNotFoundError, match='laid out as .*/<split>/<class>/<image>'):
     sources.open_source(f'folder:{tmp_path}/nowhere')
 
 
 def test_grayscale_png_and_tiny_images_work_in_a_folder(tf, tmp_path):
   from PIL import Image
-  from alexnet_jax import input_pipeline, sources
+  from alexnet_jax.data import input_pipeline
+  from alexnet_jax.data import views
+  from alexnet_jax.data import sources
   rng = np.random.default_rng(2)
   files = {'gray.jpg': Image.fromarray(smooth_image(rng, 60, 50)).convert('L'),
            'cmyk.jpg': Image.fromarray(smooth_image(rng, 50, 70)).convert('CMYK'),
@@ -470,7 +486,7 @@ def test_grayscale_png_and_tiny_images_work_in_a_folder(tf, tmp_path):
 def test_tfds_host_shards_partition_the_split(tf, shapes_data_dir, process_count):
   """The TFDS path slices `split[start:stop]`: shards of simulated hosts are disjoint and
   together exactly the split, also when TFDS shuffles its files."""
-  from alexnet_jax import sources
+  from alexnet_jax.data import sources
   source = sources.open_source('shapes', data_dir=shapes_data_dir)
   size = source.num_examples('validation')
   everything = sorted(ex['image'] for ex in
@@ -484,9 +500,9 @@ def test_tfds_host_shards_partition_the_split(tf, shapes_data_dir, process_count
 
 @pytest.mark.slow  # builds `shapes` again, as ArrayRecord (about 15 s)
 def test_a_tfds_data_set_not_in_tfrecord_is_named_with_the_fix(tf, tmp_path):
-  from alexnet_jax import sources
+  from alexnet_jax.data import sources
   from alexnet_jax.errors import DataError
-  from alexnet_jax.shapes_dataset import Shapes
+  from alexnet_jax.data.shapes_dataset import Shapes
   Shapes(data_dir=str(tmp_path), file_format='array_record').download_and_prepare()
   with pytest.raises(DataError) as raised:
     sources.open_source('shapes', data_dir=str(tmp_path))
@@ -496,7 +512,9 @@ def test_a_tfds_data_set_not_in_tfrecord_is_named_with_the_fix(tf, tmp_path):
 
 
 def test_tfds_training_batches_repeat_under_a_seed(tf, shapes_data_dir):
-  from alexnet_jax import input_pipeline, sources
+  from alexnet_jax.data import input_pipeline
+  from alexnet_jax.data import views
+  from alexnet_jax.data import sources
   source = sources.open_source('shapes', data_dir=shapes_data_dir)
   assert source.num_classes == 6 and source.cache_dir.startswith(shapes_data_dir)
   run = lambda: take(input_pipeline.train_batches(  # noqa: E731
@@ -509,7 +527,7 @@ def test_tfds_training_batches_repeat_under_a_seed(tf, shapes_data_dir):
 def test_a_class_folder_without_images_is_named_in_a_warning(tf, tmp_path, caplog):
   """A class folder left empty (or holding no image files), or missing from one split: the
   network still has an output for the class, which that split never shows."""
-  from alexnet_jax import sources
+  from alexnet_jax.data import sources
   for split, class_name in [('train', 'ant'), ('train', 'cat'), ('validation', 'ant'),
                             ('validation', 'bee')]:
     (tmp_path / split / class_name).mkdir(parents=True)
@@ -547,9 +565,10 @@ def test_no_stream_runs_the_autotuning_thread(tf, source):
   sleeps up to a minute between optimisations: a stopped run sat 20 to 40 s after saying it
   had stopped (a preempted VM gets about 30 s). Every stream, training, evaluation and the
   pixel statistics' squares, is built without it."""
-  from alexnet_jax import input_pipeline
+  from alexnet_jax.data import input_pipeline
+  from alexnet_jax.data import views
   kwargs = {'batch_size': 4, 'image_size': CROP, 'resize_size': RESIZE}
   for dataset in (input_pipeline.train_dataset(source, 'train', seed=0, **kwargs),
                   input_pipeline.eval_dataset(source, 'validation', **kwargs),
-                  input_pipeline.squares(source, 'train', 0, 4, RESIZE)):
+                  views.squares(source, 'train', 0, 4, RESIZE)):
     assert dataset.options().autotune.enabled is False

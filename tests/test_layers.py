@@ -9,7 +9,8 @@ import pytest
 from flax import nnx
 from jax.test_util import check_grads
 
-from alexnet_jax.layers import LocalResponseNorm, local_response_norm, max_pool, split_group_conv
+from alexnet_jax.model.layers import (LocalResponseNorm, local_response_norm, max_pool,
+                                      split_group_conv)
 
 
 def lrn_loop(x, size=5, alpha=1e-4, beta=0.75, k=2.0):

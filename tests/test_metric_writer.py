@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from alexnet_jax.metric_writer import MetricWriter, kernel_grid, png_bytes
+from alexnet_jax.run.metric_writer import MetricWriter, kernel_grid, png_bytes
 
 
 def test_png_decodes_to_the_same_pixels():
@@ -73,7 +73,7 @@ def test_reporter_averages_each_interval_over_its_finite_steps(tmp_path, caplog)
 
   import jax.numpy as jnp
 
-  from alexnet_jax.metric_writer import METRICS, ProgressReporter
+  from alexnet_jax.run.metric_writer import METRICS, ProgressReporter
 
   def step_metrics(loss, top1, top5, lr):
     return {'train_loss': jnp.float32(loss), 'train_top1_error': jnp.float32(top1),

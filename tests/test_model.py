@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from alexnet_jax import model as model_lib
-from alexnet_jax.model import AlexNet, count_params, layer_table, min_image_size
+from alexnet_jax.model import network
+from alexnet_jax.model.layer_table import format_table, layer_table
+from alexnet_jax.model.network import AlexNet, count_params, min_image_size
 
 
 def abstract(variant='paper', **kwargs):
@@ -59,12 +60,12 @@ def test_multiply_adds_match_reference():
   assert round(torchvision / 1e6, 1) == 714.2
 
 
-@pytest.mark.parametrize('variant', sorted(model_lib.ARCHITECTURES))
+@pytest.mark.parametrize('variant', sorted(network.ARCHITECTURES))
 @pytest.mark.parametrize('image_size', [None, 67, 100, 256])
 def test_traced_shapes_follow_the_shape_arithmetic(variant, image_size):
   model = abstract(variant, image_size=image_size)
   traced = {r.name: r.output_shape[0] for r in layer_table(model) if len(r.output_shape) == 3}
-  steps = model_lib.spatial_steps(model.arch, model.image_size)
+  steps = network.spatial_steps(model.arch, model.image_size)
   assert {s.name: s.size for s in steps} == {n: s for n, s in traced.items()
                                              if not n.startswith('lrn')}
   # fc6 is sized from the final feature map.
@@ -208,7 +209,7 @@ def test_bfloat16_computation_with_float32_parameters():
 
 
 def test_summary_command_prints_the_reference_totals():
-  text = subprocess.run([sys.executable, '-m', 'alexnet_jax.model', '--variant=paper'],
+  text = subprocess.run([sys.executable, '-m', 'alexnet_jax.commands.model', '--variant=paper'],
                         capture_output=True, text=True, check=True).stdout
   assert 'total parameters        60,965,224' in text
   assert 'total multiply-adds     724,406,816' in text
@@ -219,10 +220,11 @@ def test_summary_command_prints_the_reference_totals():
 
 def test_package_imports_without_tensorflow():
   # The model must run on machines with jax alone (accelerator hosts, Colab without TF).
-  # The device half of the input and cached pixel statistics belong to the step's side too.
-  code = ('import sys, alexnet_jax.model, alexnet_jax.layers, alexnet_jax.pixels; '
-          'import alexnet_jax.batch, alexnet_jax.train_step, alexnet_jax.faults; '
-          'import alexnet_jax.pixel_stats, alexnet_jax.checkpoints, alexnet_jax.metric_writer; '
+  # The device half of the input belongs to the step's side too (tests/test_layout.py: all of it).
+  code = ('import sys, alexnet_jax.model.network, alexnet_jax.model.layers; '
+          'import alexnet_jax.model.normalization, alexnet_jax.model.batch; '
+          'import alexnet_jax.training.train_step, alexnet_jax.training.faults; '
+          'import alexnet_jax.run.checkpoints, alexnet_jax.run.metric_writer; '
           'from alexnet_jax import AlexNet; '
           'assert "tensorflow" not in sys.modules, "alexnet_jax imported tensorflow"; '
           'assert "ml_collections" not in sys.modules, "alexnet_jax imported ml_collections"')
@@ -234,7 +236,7 @@ def test_docs_show_the_current_layer_table():
                       'alexnet.md')
   with open(page) as f:
     text = f.read()
-  assert model_lib.format_table(abstract('paper')) in text
+  assert format_table(abstract('paper')) in text
 
 
 def test_width_scales_every_layer_and_keeps_the_halves_even():
@@ -252,17 +254,17 @@ def test_model_from_a_training_config():
   from configs import default
   config = default.get_config()
   config.model.width = 0.125
-  assert model_lib.image_size(config) == 67
-  model = nnx.eval_shape(lambda: model_lib.from_config(config, 6, nnx.Rngs(0)))
+  assert network.image_size(config) == 67
+  model = nnx.eval_shape(lambda: network.from_config(config, 6, nnx.Rngs(0)))
   assert (model.variant, model.num_classes, model.image_size, model.width) == (
       'paper', 6, 67, 0.125)
   assert model.dtype == jnp.float32 and model.dropout6.rate == config.model.dropout_rate
-  assert model_lib.identity(config, 6) == {'variant': 'paper', 'num_classes': 6,
+  assert network.identity(config, 6) == {'variant': 'paper', 'num_classes': 6,
                                            'image_size': 67, 'width': 0.125}
   config.image_size = 0  # the variant's own
   config.model.variant = 'torchvision'
   config.model.dtype = 'bfloat16'
-  assert model_lib.image_size(config) == 224
-  model = nnx.eval_shape(lambda: model_lib.from_config(config, 6, nnx.Rngs(0)))
+  assert network.image_size(config) == 224
+  model = nnx.eval_shape(lambda: network.from_config(config, 6, nnx.Rngs(0)))
   assert model.image_size == 224 and model.dtype == jnp.bfloat16
-  assert model_lib.identity(config, 6)['image_size'] == 224
+  assert network.identity(config, 6)['image_size'] == 224

@@ -39,7 +39,8 @@ def run_processes(count, folder, cache_dir, tmp_path):
 
 
 def test_processes_share_global_batches_and_score_each_example_once(tf, folder, tmp_path):
-  from alexnet_jax import pixel_stats, sources
+  from alexnet_jax.data import pixel_stats
+  from alexnet_jax.data import sources
   # Three processes: the uneven case (11 examples, 3 per host batch). Two are tested simulated
   # in test_input_pipeline.py; real processes cost about 30 s each run on 2 cores.
   count = 3

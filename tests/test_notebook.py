@@ -108,7 +108,7 @@ def test_training_follows_the_parameters(executed):
     config = json.load(f)
   assert config['model']['width'] == 0.125 and config['batch_size'] == 16
   assert config['image_size'] == 67 and config['eval_batch_size'] == 200
-  cell = cell_with(notebook, 'train.train_and_evaluate(')
+  cell = cell_with(notebook, 'loop.train_and_evaluate(')
   # The cell's last expression is the run's final evaluation.
   assert 'eval_top1_error' in cell.outputs[-1]['data']['text/plain']
   # The training log, and the kernel compiled into the session's cache (tests/conftest.py).
@@ -121,7 +121,7 @@ def test_training_follows_the_parameters(executed):
 
 def test_learning_curves_and_filters_are_drawn(executed):
   notebook, _ = executed
-  assert len(png_sizes(cell_with(notebook, 'plot.learning_curves('))) == 1
+  assert len(png_sizes(cell_with(notebook, 'learning_curves.learning_curves('))) == 1
   filters = cell_with(notebook, 'first_layer_kernels(')
   # 1/8 width: 12 kernels of 11x11 in one row of 16 cells, 1-pixel borders, zoomed 3x.
   assert png_sizes(filters) == [(3 * (16 * 12 + 1), 3 * 13)]
@@ -130,7 +130,7 @@ def test_learning_curves_and_filters_are_drawn(executed):
 
 def test_predictions_name_shapes_classes(executed):
   notebook, _ = executed
-  cell = cell_with(notebook, 'predict.predict(')
+  cell = cell_with(notebook, 'prediction.predict(')
   lines = stream(cell).splitlines()
   assert len(lines) == 6 and len(png_sizes(cell)) == 1
   true_labels = []

@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from alexnet_jax import optim
+from alexnet_jax.training import optim
 
 MOMENTUM, WEIGHT_DECAY = 0.9, 5e-4
 

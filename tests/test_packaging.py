@@ -2,6 +2,7 @@
 pyproject.toml's dependencies can't drift from the versions requirements*.txt pin."""
 
 import ast
+import json
 import importlib.metadata
 import os
 import re
@@ -55,7 +56,8 @@ def pinned(name='requirements-bench.txt'):
 def package_modules():
   """Every module of the package in the source tree, as paths relative to ROOT."""
   found = []
-  for directory, subdirs, files in os.walk(os.path.join(ROOT, PACKAGE)):
+  # followlinks: alexnet_jax/configs links to configs/, which the wheel ships.
+  for directory, subdirs, files in os.walk(os.path.join(ROOT, PACKAGE), followlinks=True):
     subdirs[:] = [d for d in subdirs if d != '__pycache__']
     found += [os.path.relpath(os.path.join(directory, f), ROOT).replace(os.sep, '/')
               for f in files if f.endswith('.py')]
@@ -93,7 +95,8 @@ def wheel(tmp_path_factory):
   would leave build/ and *.egg-info in the checkout. No build isolation, so nothing is
   downloaded: the setuptools of this environment builds it."""
   source = tmp_path_factory.mktemp('source') / 'alexnet-jax'
-  shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+  # symlinks=True: the tree as a clone has it, alexnet_jax/configs a link to configs/.
+  shutil.copytree(ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(
       '.git', '.venv', '__pycache__', '.pytest_cache', 'build', '*.egg-info', 'workdir', '.whl'))
   out = tmp_path_factory.mktemp('wheel')
   result = subprocess.run(
@@ -118,6 +121,29 @@ def test_wheel_holds_every_module_and_nothing_else(wheel):
   assert re.search(r'^Name: alexnet-jax$', metadata, re.M)
 
 
+def test_a_wheel_from_a_git_url_holds_the_same_files(wheel, tmp_path):
+  """`pip install git+URL` builds from a clone, where alexnet_jax/configs is the committed
+  link: its wheel holds the same files as the checkout's, the configs among them."""
+  repo = tmp_path / 'repo'
+  shutil.copytree(ROOT, repo, symlinks=True, ignore=shutil.ignore_patterns(
+      '.git', '.venv', '__pycache__', '.pytest_cache', 'build', '*.egg-info', 'workdir', '.whl'))
+  git = ['git', '-C', str(repo), '-c', 'user.name=test', '-c', 'user.email=test@localhost']
+  for command in (['init', '-q'], ['add', '-A'], ['commit', '-q', '-m', 'tree']):
+    subprocess.run(git + command, check=True, capture_output=True, timeout=120)
+  out = tmp_path / 'wheel'
+  result = subprocess.run(
+      [sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '--no-index',
+       '--quiet', '-w', str(out), f'git+file://{repo}'], capture_output=True, text=True,
+      timeout=300)
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  (from_git,) = out.glob('alexnet_jax-*.whl')
+  names = [sorted(n for n in zipfile.ZipFile(w).namelist() if '.dist-info/' not in n)
+           for w in (wheel, from_git)]
+  assert names[0] == names[1]
+  assert {f'{PACKAGE}/configs/{name}.py' for name in ('default', 'imagenet', 'imagenet_pod',
+                                                      'imagenette', 'torchvision')} <= set(names[1])
+
+
 def test_installed_wheel_imports_without_the_checkout(wheel, tmp_path):
   """Installed into a folder of its own and imported from there, away from the checkout."""
   target = tmp_path / 'site'
@@ -125,7 +151,7 @@ def test_installed_wheel_imports_without_the_checkout(wheel, tmp_path):
       [sys.executable, '-m', 'pip', 'install', '--no-deps', '--no-index', '--quiet',
        '--target', str(target), str(wheel)], capture_output=True, text=True, timeout=120)
   assert result.returncode == 0, result.stderr[-3000:]
-  code = ('import alexnet_jax, alexnet_jax.model, sys; '
+  code = ('import alexnet_jax, alexnet_jax.model.network, alexnet_jax.training.train_step, sys; '
           'print(alexnet_jax.__file__); print("tensorflow" in sys.modules)')
   env = {**os.environ, 'PYTHONPATH': str(target), 'JAX_PLATFORMS': 'cpu'}
   result = subprocess.run([sys.executable, '-c', code], cwd=tmp_path, env=env,
@@ -152,7 +178,7 @@ def test_every_command_is_an_entry_point_that_answers_help(wheel, tmp_path):
   assert result.returncode == 0, result.stderr[-3000:]
   scripts = {p.name for p in (target / 'bin').iterdir()}
   assert scripts == set(COMMANDS)
-  assert pyproject()['scripts'] == {name: f'{PACKAGE}.{module}:run'
+  assert pyproject()['scripts'] == {name: f'{PACKAGE}.commands.{module}:run'
                                     for name, module in COMMANDS.items()}
   env = {**os.environ, 'PYTHONPATH': str(target), 'JAX_PLATFORMS': 'cpu',
          'TF_CPP_MIN_LOG_LEVEL': '2'}
@@ -204,3 +230,47 @@ def test_every_direct_pin_of_requirements_txt_is_in_pyproject():
   everywhere = {canonicalize_name(r.name) for group in declared().values() for r in group}
   left_out = set(pinned('requirements.txt')) - everywhere - test_only
   assert not left_out, f'pinned in requirements.txt but not in pyproject.toml: {left_out}'
+
+
+def test_a_pip_user_trains_with_the_shipped_configs_away_from_the_checkout(
+    wheel, tmp_path, shapes_data_dir):
+  """The wheel installed into a fresh virtual environment (its dependencies are this
+  environment's, linked in), run from another directory: `alexnet-train --workdir=DIR` trains
+  the default config, and every shipped config can be named."""
+  env_dir = tmp_path / 'env'
+  subprocess.run([sys.executable, '-m', 'venv', '--without-pip', str(env_dir)], check=True,
+                 timeout=120)
+  (site,) = env_dir.glob('lib/python*/site-packages')
+  dependencies = [p for p in sys.path if p.endswith('site-packages') and os.path.isdir(p)]
+  (site / 'dependencies.pth').write_text('\n'.join(dependencies) + '\n')
+  result = subprocess.run(
+      [sys.executable, '-m', 'pip', '--python', str(env_dir / 'bin' / 'python'), 'install',
+       '--no-deps', '--no-index', '--quiet', str(wheel)], capture_output=True, text=True,
+      timeout=120)
+  assert result.returncode == 0, result.stderr[-3000:]
+  elsewhere = tmp_path / 'elsewhere'
+  elsewhere.mkdir()
+  env = {key: value for key, value in os.environ.items() if key != 'PYTHONPATH'}
+  env.update(JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='2')
+  train = str(env_dir / 'bin' / 'alexnet-train')
+  workdir = tmp_path / 'run'
+  result = subprocess.run(
+      [train, f'--workdir={workdir}', f'--config.data_dir={shapes_data_dir}',
+       '--config.num_train_steps=2', '--config.model.width=0.125', '--config.batch_size=8',
+       '--config.eval_batch_size=200', '--config.compilation_cache=False'],
+      cwd=elsewhere, env=env, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  config = json.loads((workdir / 'config.json').read_text())
+  assert config['dataset'] == 'shapes' and config['image_size'] == 67  # configs/default.py's
+  assert sorted(p.name for p in (workdir / 'checkpoints').iterdir()) == ['2']
+  # Each shipped config by its name, and by its checkout path: loaded, then refused by the
+  # config check (num_train_steps=-1), before any data is read.
+  for name in ('default', 'imagenet', 'imagenet_pod', 'imagenette', 'torchvision',
+               'configs/imagenet.py'):
+    result = subprocess.run([train, f'--config={name}', f'--workdir={tmp_path / "w"}',
+                             '--config.num_train_steps=-1'], cwd=elsewhere, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, (name, result.stderr[-3000:])
+    assert result.stderr.strip().splitlines()[-1] == (
+        'Error: config.num_train_steps=-1 must be >= 0.'), (name, result.stderr[-3000:])
+  assert not any(elsewhere.iterdir())

@@ -1,4 +1,5 @@
-"""Learning curves (alexnet_jax.plot) from a synthetic metrics.jsonl with known values."""
+"""Learning curves (alexnet_jax.run.learning_curves) from a synthetic metrics.jsonl with known
+values."""
 
 import importlib
 import importlib.util
@@ -11,8 +12,8 @@ import sys
 import numpy as np
 import pytest
 
-from alexnet_jax import plot
 from alexnet_jax.errors import DataError, MissingDataError, UserError
+from alexnet_jax.run import learning_curves
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 needs_matplotlib = pytest.mark.skipif(importlib.util.find_spec('matplotlib') is None,
@@ -64,9 +65,9 @@ def plotted_lines(figure) -> dict[str, tuple]:
 
 @needs_matplotlib
 def test_curves_plot_losses_errors_in_percent_and_the_learning_rate(tmp_path):
-  records = plot.read_metrics(write_metrics(tmp_path))
+  records = learning_curves.read_metrics(write_metrics(tmp_path))
   assert records == RECORDS
-  lines = plotted_lines(plot.learning_curves(records))
+  lines = plotted_lines(learning_curves.learning_curves(records))
   expected = {
       'train loss': ([10, 20, 30, 40], [2.0, 1.5, 1.0, 0.75]),
       'eval loss': ([20, 40], [1.6, 0.9]),
@@ -91,7 +92,7 @@ def test_curves_plot_losses_errors_in_percent_and_the_learning_rate(tmp_path):
 
 
 def test_an_older_versions_accuracies_are_read_as_errors(tmp_path):
-  records = plot.read_metrics(write_metrics(tmp_path, OLD_RECORDS))
+  records = learning_curves.read_metrics(write_metrics(tmp_path, OLD_RECORDS))
   assert [set(r) for r in records] == [set(r) for r in RECORDS]
   for got, want in zip(records, RECORDS):
     assert got == pytest.approx(want, rel=1e-12), want['step']
@@ -100,7 +101,8 @@ def test_an_older_versions_accuracies_are_read_as_errors(tmp_path):
 @needs_matplotlib
 def test_a_run_without_train_top5_plots_no_such_line(tmp_path):
   old = [{k: v for k, v in r.items() if k != 'train_top5_error'} for r in RECORDS]
-  lines = plotted_lines(plot.learning_curves(plot.read_metrics(write_metrics(tmp_path, old))))
+  records = learning_curves.read_metrics(write_metrics(tmp_path, old))
+  lines = plotted_lines(learning_curves.learning_curves(records))
   assert 'train top-5' not in lines and 'train top-1' in lines and 'eval top-5' in lines
 
 
@@ -108,7 +110,8 @@ def test_a_run_without_train_top5_plots_no_such_line(tmp_path):
 def test_command_writes_a_png_into_the_workdir_and_output_overrides_it(tmp_path):
   from PIL import Image
   workdir = write_metrics(tmp_path / 'run')
-  result = subprocess.run([sys.executable, '-m', 'alexnet_jax.plot', f'--workdir={workdir}'],
+  result = subprocess.run([sys.executable, '-m', 'alexnet_jax.commands.plot',
+                           f'--workdir={workdir}'],
                           cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True,
                           text=True, timeout=120)
   assert result.returncode == 0, result.stderr
@@ -119,13 +122,14 @@ def test_command_writes_a_png_into_the_workdir_and_output_overrides_it(tmp_path)
     pixels = np.asarray(image.convert('L'))
   assert (pixels < 128).mean() > 0.01  # drawn on, not a blank page
   other = str(tmp_path / 'plots' / 'curves.png')
-  assert plot.write_plots(workdir, other) == [other]
+  assert learning_curves.write_plots(workdir, other) == [other]
   with Image.open(other) as image:
     assert image.size == (800, 1000)
 
 
 def test_command_names_a_missing_metrics_file(tmp_path):
-  result = subprocess.run([sys.executable, '-m', 'alexnet_jax.plot', f'--workdir={tmp_path}'],
+  result = subprocess.run([sys.executable, '-m', 'alexnet_jax.commands.plot',
+                           f'--workdir={tmp_path}'],
                           cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True,
                           text=True, timeout=120)
   assert result.returncode == 1
@@ -137,23 +141,23 @@ def test_command_names_a_missing_metrics_file(tmp_path):
 def test_empty_and_malformed_files_are_named_with_the_line(tmp_path):
   path = tmp_path / 'metrics.jsonl'
   with pytest.raises(MissingDataError, match='does not exist'):
-    plot.read_metrics(str(tmp_path))
+    learning_curves.read_metrics(str(tmp_path))
   write_metrics(tmp_path, [])
   with pytest.raises(DataError, match=f'^{re.escape(str(path))} is empty: '):
-    plot.read_metrics(str(tmp_path))
+    learning_curves.read_metrics(str(tmp_path))
   for bad in ('{"step": 30, "loss": 1.0', '{"loss": 1.0}', '[30, 1.0]', '{"step": "30"}'):
     write_metrics(tmp_path, tail=bad + '\n' + json.dumps(TRAIN[-1]) + '\n')
     with pytest.raises(DataError, match=f'^line 7 of {re.escape(str(path))} is not a JSON '):
-      plot.read_metrics(str(tmp_path))
+      learning_curves.read_metrics(str(tmp_path))
   # A last line cut off (a run writing it now, or killed while it did) is left out.
   write_metrics(tmp_path, tail='{"step": 50, "lo')
-  assert plot.read_metrics(str(tmp_path)) == RECORDS
+  assert learning_curves.read_metrics(str(tmp_path)) == RECORDS
 
 
 def test_imports_without_matplotlib_and_says_how_to_install_it(monkeypatch):
   monkeypatch.setitem(sys.modules, 'matplotlib', None)
   monkeypatch.setitem(sys.modules, 'matplotlib.figure', None)
-  monkeypatch.delitem(sys.modules, 'alexnet_jax.plot')
-  fresh = importlib.import_module('alexnet_jax.plot')
+  monkeypatch.delitem(sys.modules, 'alexnet_jax.run.learning_curves')
+  fresh = importlib.import_module('alexnet_jax.run.learning_curves')
   with pytest.raises(UserError, match='^matplotlib is not installed: pip install matplotlib$'):
     fresh.learning_curves(RECORDS)

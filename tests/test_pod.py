@@ -19,7 +19,8 @@ def pod_config():
 
 
 def test_pod_config_is_the_large_batch_recipe_on_a_v4_32():
-  from alexnet_jax import config_checks, optim
+  from alexnet_jax.training import config_checks
+  from alexnet_jax.training import optim
   config = pod_config()
   config_checks.validate(config, device_count=16)  # a v4-32: 16 chips, one device each
   assert config.batch_size // 16 == 256 and config.batch_size // 4 == 1024  # chip, host
@@ -33,7 +34,7 @@ def test_pod_config_is_the_large_batch_recipe_on_a_v4_32():
 
 
 def test_pod_learning_rate_at_the_warmup_boundaries():
-  from alexnet_jax.train import Schedule
+  from alexnet_jax.training.loop import Schedule
   config = pod_config()
   schedule = Schedule.of(config, IMAGENET_TRAIN)
   assert (schedule.steps_per_epoch, schedule.total_steps) == (312, 28_080)
@@ -72,8 +73,11 @@ def tiny_pod_config(data_dir):
 
 
 def initial_params(config):
-  from alexnet_jax import distributed, model, optim, train_step
-  _, state = train_step.init(lambda rngs: model.from_config(config, 6, rngs),
+  from alexnet_jax.run import distributed
+  from alexnet_jax.model import network
+  from alexnet_jax.training import optim
+  from alexnet_jax.training import train_step
+  _, state = train_step.init(lambda rngs: network.from_config(config, 6, rngs),
                              optim.from_config(config), config.seed, distributed.data_mesh())
   leaves = jax.tree_util.tree_leaves_with_path(jax.device_get(state.params))
   return {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in leaves}
@@ -87,7 +91,7 @@ def test_pod_recipe_on_eight_devices_gives_the_parameters_of_one(tf, shapes_data
   """The same 8 LARS steps on this process's one CPU device and, in a subprocess, on 8
   simulated devices (each with 2 of the 16 images): the trust ratios' norms are of the whole
   replicated kernels and gradients on both, so equal parameters up to float reassociation."""
-  from alexnet_jax.train import train_and_evaluate
+  from alexnet_jax.training.loop import train_and_evaluate
   config = tiny_pod_config(shapes_data_dir)
   one, eight = tmp_path / 'one', tmp_path / 'eight'
   train_and_evaluate(config, str(one))

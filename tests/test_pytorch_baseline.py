@@ -8,7 +8,7 @@ import optax
 import pytest
 from flax import nnx
 
-from alexnet_jax.model import AlexNet
+from alexnet_jax.model.network import AlexNet
 from benchmarks.train_step import layer_arrays
 
 torch = pytest.importorskip('torch', reason='the PyTorch baseline needs requirements-bench.txt')

@@ -95,7 +95,7 @@ def reference_and_command(data_dir, tmp_path, steps, keep):
   """A run that logs and saves every step: trained to the end in this process (the
   uninterrupted reference, in tmp_path/'straight'), and the command line that runs it in
   tmp_path/'interrupted'."""
-  from alexnet_jax.train import train_and_evaluate
+  from alexnet_jax.training.loop import train_and_evaluate
   config = tiny_config(data_dir, num_train_steps=steps, log_every_steps=1,
                        checkpoint_every_steps=1, keep_checkpoints=keep)
   straight, workdir = tmp_path / 'straight', tmp_path / 'interrupted'
@@ -239,11 +239,11 @@ def test_nonfinite_loss_stops_or_is_skipped_and_never_reaches_a_checkpoint(
   stops at the first such step, naming it and the last checkpoint; with
   max_nonfinite_steps=2 it skips two (parameters unchanged) and stops at the third. Every
   checkpoint written holds finite parameters."""
-  from alexnet_jax import checkpoints as checkpoints_lib
-  from alexnet_jax import inference
+  from alexnet_jax.run import checkpoints as checkpoints_lib
+  from alexnet_jax.training import inference
   from alexnet_jax.errors import NonFiniteError
-  from alexnet_jax.train import train_and_evaluate
-  from alexnet_jax.workdir import Workdir
+  from alexnet_jax.training.loop import train_and_evaluate
+  from alexnet_jax.run.workdir import Workdir
   stopped, skipping = tmp_path / 'stopped', tmp_path / 'skipping'
   config = tiny_config(shapes_data_dir, learning_rate=100.0, lr_schedule='constant',
                        log_every_steps=1, checkpoint_every_steps=1, keep_checkpoints=10)
@@ -359,7 +359,7 @@ def test_corrupt_and_odd_images_are_converted_or_skipped_counted_and_reported(tf
   decodable image and counts the others."""
   import logging
 
-  from alexnet_jax.train import train_and_evaluate
+  from alexnet_jax.training.loop import train_and_evaluate
   rng = np.random.default_rng(0)
   root = tmp_path / 'images'
   train_good, train_broken = write_odd_and_broken_images(root, 'train', rng)
@@ -437,7 +437,7 @@ def test_a_resume_with_a_changed_config_logs_it_and_refuses_what_breaks_exactnes
   the new batch size, and config.json then holds it."""
   import logging
 
-  from alexnet_jax.train import train_and_evaluate
+  from alexnet_jax.training.loop import train_and_evaluate
   workdir = tmp_path / 'run'
   config = tiny_config(shapes_data_dir, num_train_steps=4, checkpoint_every_steps=2)
   train_and_evaluate(config, str(workdir))

@@ -58,22 +58,22 @@ def folder(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def source(tf, folder):
-  from alexnet_jax import sources
+  from alexnet_jax.data import sources
   return sources.open_source(f'folder:{folder}')
 
 
 @pytest.fixture(scope='module')
 def converted(tmp_path_factory, source):
   """A complete conversion of both splits: the reference the other tests compare with."""
-  from alexnet_jax import resize_dataset
-  return resize_dataset.convert(
+  from alexnet_jax.data import conversion
+  return conversion.convert(
       source, str(tmp_path_factory.mktemp('converted')), splits=['train', 'validation'],
       size=SIZE, examples_per_shard=EXAMPLES_PER_SHARD)
 
 
 def stored_examples(path, split):
   """[(JPEG bytes, label)] of a converted split, in stored order."""
-  from alexnet_jax import sources
+  from alexnet_jax.data import sources
   dataset = sources.open_source(path)
   examples = dataset.read(split, 0, dataset.num_examples(split)).as_numpy_iterator()
   return [(ex['image'], int(ex['label'])) for ex in examples]
@@ -87,13 +87,14 @@ def shard_stats(path):
 
 
 def test_converted_splits_hold_the_decodable_squares_in_source_order(tf, source, converted):
-  from alexnet_jax import preprocessing, resize_dataset
+  from alexnet_jax.data import views
+  from alexnet_jax.data import conversion
   for split, size in SPLIT_SIZES.items():
     paths, labels = source.files(split)
     expected = []  # (square, label) of each decodable source example, in source order
     for path, label in zip(paths, labels):
       if not path.endswith('zz_corrupt.jpg'):
-        expected.append((preprocessing.square_image(tf.io.read_file(path), SIZE, True).numpy(),
+        expected.append((views.square_image(tf.io.read_file(path), SIZE, True).numpy(),
                          label))
     stored = stored_examples(converted, split)
     assert len(stored) == len(expected) == size
@@ -102,14 +103,15 @@ def test_converted_splits_hold_the_decodable_squares_in_source_order(tf, source,
       image = tf.io.decode_jpeg(jpeg).numpy()
       assert image.shape == (SIZE, SIZE, 3)
       assert np.abs(image.astype(np.float64) - square).mean() < JPEG_BOUND
-  record = resize_dataset.read_record(converted)
+  record = conversion.read_record(converted)
   assert record['splits']['train']['shard_lengths'] == [4, 3, 4, 3]  # ant has 5 + the corrupt
   assert record['splits']['train']['skipped'] == [0, 1, 0, 0]
   assert record['splits']['validation']['skipped'] == [0]
 
 
 def test_converted_directory_feeds_the_input_pipeline(tf, converted):
-  from alexnet_jax import input_pipeline, sources
+  from alexnet_jax.data import input_pipeline
+  from alexnet_jax.data import sources
   dataset = sources.open_source(converted)
   assert dataset.num_classes == len(CLASSES)
   assert dataset.builder.info.features['label'].names == list(CLASSES)
@@ -152,8 +154,9 @@ class KilledAfterOneImage:
 
 def convert_killed_in_shard(source, output_dir, shard, monkeypatch):
   """Runs the conversion of both splits and kills it while it writes train shard `shard`."""
-  from alexnet_jax import resize_dataset, sources
-  encoded_squares = resize_dataset._encoded_squares
+  from alexnet_jax.data import conversion
+  from alexnet_jax.data import sources
+  encoded_squares = conversion._encoded_squares
 
   def killed(source, split, start, stop, *args):
     dataset = encoded_squares(source, split, start, stop, *args)
@@ -161,9 +164,9 @@ def convert_killed_in_shard(source, output_dir, shard, monkeypatch):
       return KilledAfterOneImage(dataset)
     return dataset
 
-  monkeypatch.setattr(resize_dataset, '_encoded_squares', killed)
+  monkeypatch.setattr(conversion, '_encoded_squares', killed)
   with pytest.raises(KeyboardInterrupt):
-    resize_dataset.convert(source, output_dir, splits=['train', 'validation'], size=SIZE,
+    conversion.convert(source, output_dir, splits=['train', 'validation'], size=SIZE,
                            examples_per_shard=EXAMPLES_PER_SHARD)
   monkeypatch.undo()
   assert not os.path.exists(os.path.join(output_dir, 'dataset_info.json'))
@@ -173,7 +176,7 @@ def convert_killed_in_shard(source, output_dir, shard, monkeypatch):
 
 def test_an_interrupted_conversion_resumes_with_the_missing_shards(source, converted, tmp_path,
                                                                    monkeypatch):
-  from alexnet_jax import resize_dataset
+  from alexnet_jax.data import conversion
   output_dir = str(tmp_path / 'resumed')
   convert_killed_in_shard(source, output_dir, 2, monkeypatch)
   completed = shard_stats(output_dir)
@@ -182,7 +185,7 @@ def test_an_interrupted_conversion_resumes_with_the_missing_shards(source, conve
   assert sorted(completed) == names[:2]
   assert os.path.exists(os.path.join(output_dir, f'.{names[2]}.tmp'))  # the partial shard
 
-  resize_dataset.convert(source, output_dir, splits=['train', 'validation'], size=SIZE,
+  conversion.convert(source, output_dir, splits=['train', 'validation'], size=SIZE,
                          examples_per_shard=EXAMPLES_PER_SHARD)
   resumed = shard_stats(output_dir)
   assert {name: resumed[name] for name in completed} == completed
@@ -190,11 +193,11 @@ def test_an_interrupted_conversion_resumes_with_the_missing_shards(source, conve
   assert not [name for name in os.listdir(output_dir) if name.endswith('.tmp')]
   for split in SPLIT_SIZES:
     assert stored_examples(output_dir, split) == stored_examples(converted, split)
-  assert resize_dataset.read_record(output_dir) == resize_dataset.read_record(converted)
+  assert conversion.read_record(output_dir) == conversion.read_record(converted)
 
 
 def test_a_lost_shard_is_rewritten_and_only_it(source, converted, tmp_path, monkeypatch):
-  from alexnet_jax import resize_dataset
+  from alexnet_jax.data import conversion
   output_dir = str(tmp_path / 'copy')
   shutil.copytree(converted, output_dir)
   before = shard_stats(output_dir)
@@ -202,7 +205,7 @@ def test_a_lost_shard_is_rewritten_and_only_it(source, converted, tmp_path, monk
   os.remove(os.path.join(output_dir, lost))
   # Killed while rewriting it: the metadata of the complete directory must be gone by then.
   convert_killed_in_shard(source, output_dir, 1, monkeypatch)
-  resize_dataset.convert(source, output_dir, splits=['train'], size=SIZE,
+  conversion.convert(source, output_dir, splits=['train'], size=SIZE,
                          examples_per_shard=EXAMPLES_PER_SHARD)
   after = shard_stats(output_dir)
   assert sorted(after) == sorted(before)
@@ -215,19 +218,19 @@ def test_a_lost_shard_is_rewritten_and_only_it(source, converted, tmp_path, monk
 
 def test_converting_with_another_size_into_a_converted_directory_fails(source, converted,
                                                                         tmp_path):
-  from alexnet_jax import resize_dataset
+  from alexnet_jax.data import conversion
   output_dir = str(tmp_path / 'copy')
   shutil.copytree(converted, output_dir)
   with pytest.raises(ValueError, match=rf'converted with size {SIZE} \(this run: 48\)'):
-    resize_dataset.convert(source, output_dir, splits=['train'], size=48,
+    conversion.convert(source, output_dir, splits=['train'], size=48,
                            examples_per_shard=EXAMPLES_PER_SHARD)
   assert sorted(os.listdir(output_dir)) == sorted(os.listdir(converted))
 
 
 def test_an_unknown_split_fails_before_writing(source, tmp_path):
-  from alexnet_jax import resize_dataset
+  from alexnet_jax.data import conversion
   with pytest.raises(ValueError, match=r"has no split 'test'"):
-    resize_dataset.convert(source, str(tmp_path / 'out'), splits=['train', 'test'], size=SIZE)
+    conversion.convert(source, str(tmp_path / 'out'), splits=['train', 'test'], size=SIZE)
   assert not os.path.exists(tmp_path / 'out')
 
 
@@ -235,7 +238,7 @@ def test_command_line_converts_and_prints_the_config_override(folder, tmp_path):
   output_dir = tmp_path / 'cli'
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2')
   result = subprocess.run(
-      [sys.executable, '-m', 'alexnet_jax.resize_dataset', f'--dataset=folder:{folder}',
+      [sys.executable, '-m', 'alexnet_jax.commands.resize_dataset', f'--dataset=folder:{folder}',
        f'--output_dir={output_dir}', f'--size={SIZE}',
        f'--examples_per_shard={EXAMPLES_PER_SHARD}'],
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)

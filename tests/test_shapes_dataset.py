@@ -7,7 +7,7 @@ import pytest
 
 tfds = pytest.importorskip('tensorflow_datasets')
 
-from alexnet_jax import shapes_dataset as sd  # noqa: E402  (needs tensorflow_datasets)
+from alexnet_jax.data import shapes_dataset as sd
 
 # Mean absolute difference, in levels, between a stored (JPEG, quality 95, chroma subsampled)
 # image and the pixels `draw_example` gave it: mostly the pixel noise (std 3, mean absolute 2.4),

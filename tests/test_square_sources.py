@@ -26,7 +26,7 @@ FORMATS = ('jpeg', 'pixels')
 def folder_source(tf, tmp_path_factory):
   """JPEGs of 60 to 140 pixels, landscape and portrait, and a corrupt one, which the
   conversions drop."""
-  from alexnet_jax import sources
+  from alexnet_jax.data import sources
   root = write_image_folder(tmp_path_factory.mktemp('squares_folder'), SPLIT_SIZES, CLASSES,
                             (60, 141), 'ant')
   return sources.open_source(f'folder:{root}')
@@ -35,26 +35,28 @@ def folder_source(tf, tmp_path_factory):
 @pytest.fixture(scope='module')
 def converted(folder_source, tmp_path_factory):
   """{image format: the conversion's directory}, in shards of 4 source examples."""
-  from alexnet_jax import resize_dataset
-  return {image_format: resize_dataset.convert(
+  from alexnet_jax.data import conversion
+  return {image_format: conversion.convert(
       folder_source, str(tmp_path_factory.mktemp(image_format)),
       splits=list(SPLIT_SIZES), size=SIZE, examples_per_shard=4, image_format=image_format)
       for image_format in FORMATS}
 
 
 def reference_squares(folder_source, split):
-  """The decodable source images' squares, as `input_pipeline.squares` cuts them."""
-  from alexnet_jax import input_pipeline
-  dataset = input_pipeline.squares(folder_source, split, 0,
+  """The decodable source images' squares, as `views.squares` cuts them."""
+  from alexnet_jax.data import input_pipeline
+  from alexnet_jax.data import views
+  dataset = views.squares(folder_source, split, 0,
                                    folder_source.num_examples(split), SIZE)
   return [(example['image'], example['label']) for example in dataset.as_numpy_iterator()]
 
 
 def stored_squares(tf, path, split):
   """[(uint8 square, label)] of a conversion's split, in stored order."""
-  from alexnet_jax import preprocessing, sources
+  from alexnet_jax.data import ops
+  from alexnet_jax.data import sources
   source = sources.open_source(path)
-  return [(preprocessing.decode_image(tf.constant(ex['image'])).numpy(), ex['label'])
+  return [(ops.decode_image(tf.constant(ex['image'])).numpy(), ex['label'])
           for ex in source.read(split, 0, source.num_examples(split)).as_numpy_iterator()]
 
 
@@ -64,7 +66,7 @@ def train_settings(**overrides):
 
 
 def lighting_stats():
-  from alexnet_jax import pixel_stats
+  from alexnet_jax.data import pixel_stats
   rng = np.random.default_rng(5)
   eigenvectors = np.linalg.qr(rng.normal(size=(3, 3)))[0].astype(np.float32)
   return pixel_stats.PixelStats(rng.uniform(0, 1, (SIZE, SIZE, 3)).astype(np.float32),
@@ -73,7 +75,8 @@ def lighting_stats():
 
 def test_pixel_conversion_stores_the_exact_squares_in_the_bytes_it_announced(
     tf, folder_source, converted):
-  from alexnet_jax import resize_dataset, sources
+  from alexnet_jax.data import conversion
+  from alexnet_jax.data import sources
   for split in SPLIT_SIZES:
     want = reference_squares(folder_source, split)
     got = stored_squares(tf, converted['pixels'], split)
@@ -89,41 +92,41 @@ def test_pixel_conversion_stores_the_exact_squares_in_the_bytes_it_announced(
   written = sum(os.path.getsize(os.path.join(converted['pixels'], name)) for name in shards)
   features = source.builder.info.features
   # Every label here takes one byte, as the largest does: the announced size is exact.
-  assert written == resize_dataset.pixel_bytes(features, sum(SPLIT_SIZES.values()))
-  assert resize_dataset.read_record(converted['pixels'])['image_format'] == 'pixels'
+  assert written == conversion.pixel_bytes(features, sum(SPLIT_SIZES.values()))
+  assert conversion.read_record(converted['pixels'])['image_format'] == 'pixels'
 
 
 def test_pixel_size_of_imagenet_at_256_is_the_documented_262_gb():
-  from alexnet_jax import resize_dataset
+  from alexnet_jax.data import conversion
   features = tfds.features.FeaturesDict({
       'image': tfds.features.Tensor(shape=(256, 256, 3), dtype=np.uint8,
                                     encoding=tfds.features.Encoding.BYTES),
       'label': tfds.features.ClassLabel(num_classes=1000)})
-  needed = resize_dataset.pixel_bytes(features, 1_281_167 + 50_000)
-  assert resize_dataset.in_bytes(needed) == '261.8 GB'
+  needed = conversion.pixel_bytes(features, 1_281_167 + 50_000)
+  assert conversion.in_bytes(needed) == '261.8 GB'
 
 
 def test_pixel_conversion_refuses_a_disk_too_small_before_writing(folder_source, tmp_path,
                                                                   monkeypatch, caplog):
-  from alexnet_jax import resize_dataset
+  from alexnet_jax.data import conversion
   from alexnet_jax.errors import DataError
-  features = resize_dataset._features(folder_source, SIZE, 'pixels')
-  needed = resize_dataset.pixel_bytes(features, 14 + 7)  # the corrupt image counts until read
+  features = conversion._features(folder_source, SIZE, 'pixels')
+  needed = conversion.pixel_bytes(features, 14 + 7)  # the corrupt image counts until read
   usage = shutil.disk_usage(tmp_path)
   monkeypatch.setattr(shutil, 'disk_usage', lambda path: usage._replace(free=needed - 1))
   output_dir = tmp_path / 'new' / 'pixels'
   with caplog.at_level(logging.INFO), pytest.raises(DataError) as raised:
-    resize_dataset.convert(folder_source, str(output_dir), splits=list(SPLIT_SIZES), size=SIZE,
+    conversion.convert(folder_source, str(output_dir), splits=list(SPLIT_SIZES), size=SIZE,
                            image_format='pixels')
-  what = f'21 images as {SIZE}x{SIZE}x3 uint8 pixels: {resize_dataset.in_bytes(needed)}'
+  what = f'21 images as {SIZE}x{SIZE}x3 uint8 pixels: {conversion.in_bytes(needed)}'
   assert str(raised.value) == (
       f'not enough space for the pixel conversion: it writes {what}, and {tmp_path} has '
-      f'{resize_dataset.in_bytes(needed - 1)} free. Free space there, convert into a larger '
+      f'{conversion.in_bytes(needed - 1)} free. Free space there, convert into a larger '
       f'disk, or use --image_format=jpeg (about a quarter of the size).')
   assert f'Writing {what} into {output_dir}' in caplog.text
   assert not (tmp_path / 'new').exists()
   monkeypatch.setattr(shutil, 'disk_usage', lambda path: usage._replace(free=needed))
-  resize_dataset.convert(folder_source, str(output_dir), splits=list(SPLIT_SIZES), size=SIZE,
+  conversion.convert(folder_source, str(output_dir), splits=list(SPLIT_SIZES), size=SIZE,
                          image_format='pixels')
   assert (output_dir / 'dataset_info.json').exists()
 
@@ -131,21 +134,21 @@ def test_pixel_conversion_refuses_a_disk_too_small_before_writing(folder_source,
 def test_a_jpeg_conversion_recorded_before_the_pixel_format_resumes(folder_source, converted,
                                                                     tmp_path):
   """Conversions written before `image_format` existed are JPEG ones, and resume as such."""
-  from alexnet_jax import resize_dataset
+  from alexnet_jax.data import conversion
   output_dir = tmp_path / 'old'
   shutil.copytree(converted['jpeg'], output_dir)
-  record_path = output_dir / resize_dataset.RECORD_FILE
+  record_path = output_dir / conversion.RECORD_FILE
   record = json.loads(record_path.read_text())
   del record['image_format']
   record_path.write_text(json.dumps(record))
-  assert resize_dataset.read_record(output_dir)['image_format'] == 'jpeg'
+  assert conversion.read_record(output_dir)['image_format'] == 'jpeg'
   before = {name: os.stat(output_dir / name).st_mtime_ns for name in os.listdir(output_dir)
             if '.tfrecord-' in name}
-  resize_dataset.convert(folder_source, str(output_dir), splits=['train'], size=SIZE,
+  conversion.convert(folder_source, str(output_dir), splits=['train'], size=SIZE,
                          examples_per_shard=4)
   assert {name: os.stat(output_dir / name).st_mtime_ns for name in before} == before
   with pytest.raises(ValueError, match="image_format 'jpeg' \\(this run: 'pixels'\\)"):
-    resize_dataset.convert(folder_source, str(output_dir), splits=['train'], size=SIZE,
+    conversion.convert(folder_source, str(output_dir), splits=['train'], size=SIZE,
                            examples_per_shard=4, image_format='pixels')
 
 
@@ -155,7 +158,10 @@ def test_device_crop_is_the_host_crop_pixel_for_pixel(tf, converted, image_forma
   the network exactly the input that the host's crops give, lighting included."""
   import jax.numpy as jnp
 
-  from alexnet_jax import input_pipeline, pixels, sources
+  from alexnet_jax.data import input_pipeline
+  from alexnet_jax.data import views
+  from alexnet_jax.model.normalization import Normalization, crop_views
+  from alexnet_jax.data import sources
   source = sources.open_source(converted[image_format])
   assert input_pipeline.crops_on_device(source, SIZE)
   assert not input_pipeline.crops_on_device(source, SIZE + 1)
@@ -164,7 +170,7 @@ def test_device_crop_is_the_host_crop_pixel_for_pixel(tf, converted, image_forma
   on_host = take(input_pipeline.train_batches(source, 'train', crop_on_device=False,
                                               **settings), 6)
   rng = np.random.default_rng(2)
-  normalization = pixels.Normalization(
+  normalization = Normalization(
       jnp.asarray(rng.uniform(0, 255, (SIZE, SIZE, 3)), jnp.float32),
       jnp.asarray([1 / 50, 1 / 60, 1 / 70], jnp.float32))
   for square_batch, crop_batch in zip(on_device, on_host):
@@ -173,7 +179,7 @@ def test_device_crop_is_the_host_crop_pixel_for_pixel(tf, converted, image_forma
     for field in ('label', 'crop_offset', 'flipped', 'lighting'):
       np.testing.assert_array_equal(square_batch[field], crop_batch[field], err_msg=field)
     np.testing.assert_array_equal(
-        pixels.crop_views(square_batch['image'], square_batch['crop_offset'],
+        crop_views(square_batch['image'], square_batch['crop_offset'],
                           square_batch['flipped'], CROP), crop_batch['image'])
     np.testing.assert_array_equal(
         normalization.apply(square_batch, lighting=True, view_size=CROP),
@@ -187,9 +193,14 @@ def test_device_crop_is_the_host_crop_pixel_for_pixel(tf, converted, image_forma
 def test_a_train_step_on_squares_is_the_step_on_host_crops(tf, converted):
   import jax
 
-  from alexnet_jax import distributed, input_pipeline, optim, sources, train_step
-  from alexnet_jax.model import AlexNet
-  from alexnet_jax.pixels import Normalization
+  from alexnet_jax.run import distributed
+  from alexnet_jax.data import input_pipeline
+  from alexnet_jax.data import views
+  from alexnet_jax.training import optim
+  from alexnet_jax.data import sources
+  from alexnet_jax.training import train_step
+  from alexnet_jax.model.network import AlexNet
+  from alexnet_jax.model.normalization import Normalization
   source = sources.open_source(converted['pixels'])
   settings = train_settings(batch_size=8, lighting=lighting_stats())
   squares = next(input_pipeline.train_batches(source, 'train', **settings))
@@ -214,7 +225,7 @@ def test_a_train_step_on_squares_is_the_step_on_host_crops(tf, converted):
 @pytest.mark.parametrize('image_format', FORMATS)
 def test_a_resumed_stream_continues_with_the_same_squares_and_draws(tf, converted,
                                                                     image_format):
-  from alexnet_jax import sources
+  from alexnet_jax.data import sources
   source = sources.open_source(converted[image_format])
   per_example = lambda count, **kw: numbered_train_batches(  # noqa: E731
       source, 'train', count, **train_settings(batch_size=1, **kw))
@@ -232,7 +243,9 @@ def test_a_resumed_stream_continues_with_the_same_squares_and_draws(tf, converte
 @pytest.mark.parametrize('process_count', [2, 3])
 def test_hosts_train_on_their_own_part_and_evaluate_every_example_once(
     tf, converted, image_format, process_count):
-  from alexnet_jax import input_pipeline, sources
+  from alexnet_jax.data import input_pipeline
+  from alexnet_jax.data import views
+  from alexnet_jax.data import sources
   source = sources.open_source(converted[image_format])
   stored = {split: stored_squares(tf, converted[image_format], split) for split in SPLIT_SIZES}
   for host in range(process_count):
@@ -264,7 +277,9 @@ def test_hosts_train_on_their_own_part_and_evaluate_every_example_once(
 def test_an_undecodable_square_is_skipped_and_counted(tf, converted, tmp_path, caplog):
   """A JPEG conversion whose second image no longer decodes: training from squares skips and
   counts it once an epoch, and resumes past it; evaluation counts it once."""
-  from alexnet_jax import input_pipeline, sources
+  from alexnet_jax.data import input_pipeline
+  from alexnet_jax.data import views
+  from alexnet_jax.data import sources
   output_dir = tmp_path / 'damaged'
   shutil.copytree(converted['jpeg'], output_dir)
   (shard,) = [name for name in os.listdir(output_dir) if 'train.tfrecord-00000' in name]

@@ -38,7 +38,7 @@ def read_metrics(workdir):
 
 def final_params(workdir):
   """The parameters of the latest checkpoint in `workdir`, as host arrays by path."""
-  from alexnet_jax import inference
+  from alexnet_jax.training import inference
   trained = inference.load(str(workdir))
   leaves = jax.tree_util.tree_leaves_with_path(jax.device_get(trained.params))
   return trained.step, {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in leaves}
@@ -68,7 +68,7 @@ def config_flags(config):
 def trained_workdir(tf, shapes_data_dir, tmp_path_factory):
   """40 steps at the default learning rate, evaluated at the end: shared by the tests that
   read a finished run."""
-  from alexnet_jax.train import train_and_evaluate
+  from alexnet_jax.training.loop import train_and_evaluate
   workdir = tmp_path_factory.mktemp('trained')
   config = tiny_config(shapes_data_dir, num_train_steps=40, lr_schedule='constant',
                        checkpoint_every_steps=20)
@@ -125,7 +125,7 @@ def test_tensorboard_events_hold_the_logged_scalars_and_the_kernel_image(tf, tra
 def test_resumed_run_equals_an_uninterrupted_one(tf, shapes_data_dir, tmp_path):
   """Stop after 6 steps, restart the same command to 12: the same parameters, bit for bit,
   as 12 steps without a stop, through a learning-rate drop after the restart and dropout."""
-  from alexnet_jax.train import train_and_evaluate
+  from alexnet_jax.training.loop import train_and_evaluate
   # 187 steps per epoch at batch 16: a drop at epoch 0.05 is step 9.
   overrides = {'lr_drop_epochs': (0.05,), 'checkpoint_every_steps': 3}
   straight, resumed = tmp_path / 'straight', tmp_path / 'resumed'
@@ -143,7 +143,7 @@ def test_resumed_run_equals_an_uninterrupted_one(tf, shapes_data_dir, tmp_path):
 def test_restart_with_another_model_is_refused_and_keeps_the_checkpoints(
     tf, shapes_data_dir, trained_workdir):
   from alexnet_jax.errors import ModelMismatchError
-  from alexnet_jax.train import train_and_evaluate
+  from alexnet_jax.training.loop import train_and_evaluate
   workdir, _ = trained_workdir
   before = sorted(os.listdir(workdir / 'checkpoints'))
   with pytest.raises(ModelMismatchError, match=r'width=0\.125.*width=0\.25'):
@@ -152,7 +152,7 @@ def test_restart_with_another_model_is_refused_and_keeps_the_checkpoints(
 
 
 def test_evaluate_scores_centre_and_ten_crops_of_every_example(trained_workdir):
-  from alexnet_jax.evaluate import evaluate_checkpoint
+  from alexnet_jax.training.evaluation import evaluate_checkpoint
   workdir, result = trained_workdir
   scores = evaluate_checkpoint(str(workdir))
   assert scores['step'] == 40
@@ -164,7 +164,11 @@ def test_evaluate_scores_centre_and_ten_crops_of_every_example(trained_workdir):
 def test_ten_crop_evaluation_averages_the_softmax_of_the_views(tf, trained_workdir):
   import jax.numpy as jnp
 
-  from alexnet_jax import distributed, inference, input_pipeline, sources, train_step
+  from alexnet_jax.run import distributed
+  from alexnet_jax.training import inference
+  from alexnet_jax.data import input_pipeline
+  from alexnet_jax.data import sources
+  from alexnet_jax.training import train_step
   workdir, _ = trained_workdir
   trained = inference.load(str(workdir))
   source = sources.open_configured(trained.config)
@@ -188,9 +192,9 @@ def test_ten_crop_evaluation_averages_the_softmax_of_the_views(tf, trained_workd
 
 
 def test_predict_names_the_top_classes(tf, trained_workdir, shapes_data_dir, tmp_path):
-  from alexnet_jax import inference
-  from alexnet_jax.predict import predict
-  from alexnet_jax.shapes_dataset import CLASS_NAMES, draw_example
+  from alexnet_jax.training import inference
+  from alexnet_jax.training.prediction import predict
+  from alexnet_jax.data.shapes_dataset import CLASS_NAMES, draw_example
   workdir, _ = trained_workdir
   trained = inference.load(str(workdir))
   assert trained.step == 40 and inference.load(str(workdir), '20').step == 20
@@ -215,12 +219,13 @@ def test_predict_names_an_unreadable_file_and_classifies_the_others(tf, trained_
                                                                      tmp_path):
   """alexnet-predict with a good image, a file that is not an image and a path that does not
   exist: one Error line for each of the two, the good one classified, exit status 1."""
-  from alexnet_jax.shapes_dataset import CLASS_NAMES, draw_example
+  from alexnet_jax.data.shapes_dataset import CLASS_NAMES, draw_example
   workdir, _ = trained_workdir
   good, text, missing = tmp_path / 'good.jpg', tmp_path / 'notes.jpg', tmp_path / 'gone.png'
   tf.io.write_file(str(good), tf.io.encode_jpeg(draw_example(1, 0)[0], quality=95))
   text.write_text('not an image')
-  result = run_cli(['-m', 'alexnet_jax.predict', f'--workdir={workdir}', '--top=2', str(text),
+  result = run_cli(['-m', 'alexnet_jax.commands.predict', f'--workdir={workdir}', '--top=2',
+                    str(text),
                     str(good), str(missing)])
   assert result.returncode == 1
   errors = [line for line in result.stderr.splitlines() if line.startswith('Error: ')]
@@ -236,7 +241,7 @@ def test_predict_names_an_unreadable_file_and_classifies_the_others(tf, trained_
 def test_eight_devices_give_the_parameters_of_one(tf, shapes_data_dir, tmp_path):
   """The same 6 steps on this process's one CPU device and, in a subprocess, on 8 simulated
   devices (each with 2 of the 16 images): equal parameters up to float reassociation."""
-  from alexnet_jax.train import train_and_evaluate
+  from alexnet_jax.training.loop import train_and_evaluate
   config = tiny_config(shapes_data_dir, num_train_steps=6)
   one, eight = tmp_path / 'one', tmp_path / 'eight'
   train_and_evaluate(config, str(one))
@@ -339,7 +344,7 @@ def test_two_processes_stop_on_sigterm_or_ctrl_c_and_resume_exactly(
 def test_default_config_ends_far_above_chance(tf, shapes_data_dir, tmp_path):
   """The README's main command, as shipped: about 2 min 20 s on 2 CPU cores."""
   from configs import default
-  from alexnet_jax.train import train_and_evaluate
+  from alexnet_jax.training.loop import train_and_evaluate
   config = default.get_config()
   config.data_dir = str(shapes_data_dir)
   result = train_and_evaluate(config, str(tmp_path))

@@ -6,9 +6,10 @@ import numpy as np
 import optax
 import pytest
 
-from alexnet_jax import distributed, optim, train_step
-from alexnet_jax.model import AlexNet
-from alexnet_jax.pixels import Normalization
+from alexnet_jax.model.network import AlexNet
+from alexnet_jax.model.normalization import Normalization
+from alexnet_jax.run import distributed
+from alexnet_jax.training import optim, train_step
 
 SIZE, RESIZE, CLASSES, LR, WD = 67, 76, 6, 0.05, 5e-4
 
@@ -141,7 +142,7 @@ def test_top1_top5_misses_rank_as_top_k_does_ties_and_nans_included(classes):
 
 def test_normalize_std_divides_each_channel_by_its_standard_deviation():
   pytest.importorskip('ml_collections')
-  from alexnet_jax.pixel_stats import PixelStats
+  from alexnet_jax.data.pixel_stats import PixelStats
   from configs import default
   rng = np.random.default_rng(4)
   mixing = np.linalg.qr(rng.normal(size=(3, 3)))[0]

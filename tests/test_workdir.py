@@ -8,10 +8,10 @@ import pytest
 
 pytest.importorskip('ml_collections')  # absent on accelerator machines with only jax
 
-from alexnet_jax import files  # noqa: E402
-from alexnet_jax.errors import MissingDataError  # noqa: E402
-from alexnet_jax.pixels import Normalization  # noqa: E402
-from alexnet_jax.workdir import Workdir  # noqa: E402
+from alexnet_jax import files
+from alexnet_jax.errors import MissingDataError
+from alexnet_jax.model.normalization import Normalization
+from alexnet_jax.run.workdir import Workdir
 
 
 def test_local_paths_are_made_absolute_and_urls_are_kept(tmp_path, monkeypatch):
@@ -73,7 +73,7 @@ def test_a_workdir_that_cannot_be_written_is_named(tmp_path):
   from tests.test_reliability import can_mount_tmpfs
   if shutil.which('unshare') is None or not can_mount_tmpfs():
     pytest.skip('needs `unshare` and user namespaces to mount a read-only tmpfs')
-  check = ('from alexnet_jax.workdir import Workdir; import sys; '
+  check = ('from alexnet_jax.run.workdir import Workdir; import sys; '
            'Workdir(sys.argv[1]).check_usable()')
   result = subprocess.run(
       ['unshare', '--user', '--map-root-user', '--mount', 'sh', '-c',

@@ -1,0 +1,2 @@
+"""One module per command (alexnet-train, alexnet-evaluate, ...): its flags, `main` and `run`,
+in the pattern of `cli`."""

@@ -1,0 +1,44 @@
+"""Scores a checkpoint on the eval split, with the centre crop and with the paper's 10 crops.
+
+    alexnet-evaluate --workdir=DIR [--step=N|best] [--split=validation]
+    (or python -m alexnet_jax.commands.evaluate ...)
+
+Prints top-1 and top-5 error for both and writes them to DIR/eval-<step>.json.
+"""
+
+from __future__ import annotations
+
+import jax
+from absl import flags, logging
+
+from alexnet_jax import files
+from alexnet_jax.commands import cli
+from alexnet_jax.run import distributed
+from alexnet_jax.run.workdir import Workdir
+from alexnet_jax.training.evaluation import evaluate_checkpoint, report
+
+
+def define_flags() -> None:
+  cli.define_workdir('The training run\'s workdir.')
+  cli.define_step()
+  flags.DEFINE_string('split', None, 'Split to score; the run\'s eval_split when unset.')
+
+
+def main(argv):
+  cli.no_arguments(argv)
+  distributed.initialize_if_requested()
+  args = flags.FLAGS
+  results = evaluate_checkpoint(args.workdir, args.step, args.split)
+  print(report(results, args.workdir))
+  if jax.process_index() == 0:
+    path = Workdir(args.workdir).eval_file(results['step'])
+    files.write_json(path, results, indent=2)
+    logging.info('Wrote %s.', path)
+
+
+def run():
+  cli.run(main, define_flags)
+
+
+if __name__ == '__main__':
+  run()
