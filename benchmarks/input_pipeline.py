@@ -235,11 +235,10 @@ def time_pipeline(dataset: str, args: argparse.Namespace, batches_per_pass: int,
 def batched(examples, args: argparse.Namespace):
   """`examples` (an endless tf.data.Dataset) in batches, with the training pipeline's options:
   without them, tf.data would autotune this one alone."""
-  from alexnet_jax.data import input_pipeline
-  from alexnet_jax.data.tensorflow_cpu import tf
+  from alexnet_jax.data.tensorflow_cpu import dataset_options, tf
 
   batches = examples.batch(args.batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-  return batches.with_options(input_pipeline._options())
+  return batches.with_options(dataset_options())
 
 
 def time_reading(dataset: str, args: argparse.Namespace, batches_per_pass: int) -> float:
