@@ -2,11 +2,12 @@
 
     python train.py --config=configs/default.py --workdir=/tmp/alexnet_shapes
 
-Hardware: 2 CPU cores (no accelerator): about 2 min 10 s, plus about 12 s the first
-time to build `shapes` (3,000 training and 600 validation JPEGs, 6 classes).
+Hardware: 2 CPU cores (no accelerator): about 2 minutes, plus about 12 s the first time to
+build `shapes` (3,000 training and 600 validation JPEGs, 6 classes).
 
-Expected result: top-1 error about 22-29% with the centre crop and a few points less with 10
-crops (alexnet-evaluate --workdir=...); chance is 83.3%. README "Results" has the curve.
+Expected result: top-1 error 25.5% with the centre crop and 22.8% with 10 crops
+(alexnet-evaluate --workdir=...), measured in one run (docs/performance.md); chance is 83.3%.
+README "Results" has the curve.
 
 Every other config imports this one and overrides what differs; any field can be overridden
 on the command line as --config.FIELD=VALUE.

@@ -168,6 +168,18 @@ print(int(state.step), sorted(name for name in sys.modules if name.startswith('t
   assert result.stdout.split('\n')[-2] == "1 ['tensorflow', 'tensorflow_datasets']"
 
 
+def test_a_command_module_holds_only_its_flags_main_and_run():
+  commands = {m: p for m, p in MODULES.items()
+              if m.startswith('alexnet_jax.commands.') and m != 'alexnet_jax.commands.cli'}
+  assert len(commands) == 7
+  for module, path in commands.items():
+    with open(path) as f:
+      tree = ast.parse(f.read())
+    defined = [node.name for node in tree.body
+               if isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))]
+    assert defined == ['define_flags', 'main', 'run'], (module, defined)
+
+
 def test_no_function_is_over_60_lines():
   long = []
   for module, path in sorted(MODULES.items()):
