@@ -232,9 +232,9 @@ def convert(source: Source, output_dir: str, *, splits: Sequence[str], size: int
     info_path.unlink()  # it would declare the directory complete while shards are missing
   with tqdm.tqdm(total=total, unit='img', desc=f'Converting to {size}x{size}') as progress:
     for split, shard, path, (start, stop) in missing:
-      squares = _encoded_squares(source, split, start, stop, size, quality, fast_decode,
+      encoded = _encoded_squares(source, split, start, stop, size, quality, fast_decode,
                                  image_format)
-      length = _write_shard(path, squares, features, progress)
+      length = _write_shard(path, encoded, features, progress)
       progress.update(stop - start - length)
       entry = record['splits'][split]
       entry['shard_lengths'][shard], entry['skipped'][shard] = length, stop - start - length
@@ -263,14 +263,14 @@ def _missing_shards(record: dict, output_dir, name: str, splits: Sequence[str]) 
   return missing
 
 
-def _write_shard(path, squares: tf.data.Dataset, features: tfds.features.FeaturesDict,
+def _write_shard(path, encoded: tf.data.Dataset, features: tfds.features.FeaturesDict,
                  progress: tqdm.tqdm) -> int:
-  """Writes the (image, label) pairs of `squares` as the shard at `path`; returns how many."""
+  """Writes the (image, label) pairs of `encoded` as the shard at `path`; returns how many."""
   length = 0
   # TensorFlow writes the shard to a local file (its file system cannot be pointed at an
   # emulator, so gs:// goes through files' client), which then replaces `path`.
   with files.written_locally(path) as local_path, tf.io.TFRecordWriter(local_path) as writer:
-    for image, label in squares.as_numpy_iterator():
+    for image, label in encoded.as_numpy_iterator():
       # The Image feature stores bytes as given: each image is JPEG-encoded once only.
       writer.write(features.serialize_example({'image': image, 'label': label}))
       length += 1
