@@ -8,6 +8,7 @@ Every class also derives from the builtin error it refines, for callers that cat
 from __future__ import annotations
 
 import errno
+import re
 
 
 class UserError(Exception):
@@ -72,12 +73,17 @@ def in_one_line(error: BaseException | str, limit: int = 200) -> str:
   return ' '.join(str(error).split())[:limit] or type(error).__name__
 
 
+# curl's codes for a failed connection (6 host unknown, 7 refused, 28 timed out, 35 TLS
+# handshake, 52 empty reply, 55 and 56 send and receive), as TensorStore quotes them.
+_CURL_NETWORK_FAILURE = re.compile(r"curl_code='(6|7|28|35|52|55|56)'")
+
+
 def is_unreachable(error: BaseException | None) -> bool:
   """Whether `error`, or an error it was raised from, is a failure to reach storage over the
   network (refused or reset connection, timeout, unknown host) rather than an answer from it.
   gcsfs raises aiohttp's connector errors once its retries (about 30 s) are spent; TensorStore
   raises ValueErrors whose text carries its status and the gs:// path (JAX's own UNAVAILABLE,
-  a lost peer, names none)."""
+  a lost peer, names none), or, once its retries are spent, curl's code."""
   while error is not None:
     if isinstance(error, (ConnectionError, TimeoutError)):
       return True
@@ -85,6 +91,8 @@ def is_unreachable(error: BaseException | None) -> bool:
       return True
     text = str(error)
     if 'Could not resolve host' in text or ('UNAVAILABLE' in text and 'gs://' in text):
+      return True
+    if _CURL_NETWORK_FAILURE.search(text):  # TensorStore's, once its retries are spent
       return True
     error = error.__cause__ or error.__context__
   return False

@@ -93,6 +93,32 @@ def test_a_partial_checkpoint_on_gcs_is_never_taken_for_one_and_is_removed(gcs):
   checkpoints.close()
 
 
+@pytest.mark.slow
+def test_a_checkpoint_write_to_lost_storage_fails_within_a_minute_as_unreachable(gcs):
+  """TensorStore writes Orbax's arrays; in the context Orbax gives it, a write to storage
+  that has gone away gives up after checkpoints.STORAGE_RETRIES (about 47 s), not after its
+  default quarter of an hour, with an error that errors.is_unreachable recognises, so that
+  a run whose save is in flight when storage is lost can stop and say where to resume."""
+  import orbax.checkpoint as ocp
+  import tensorstore as ts
+
+  from alexnet_jax.errors import is_unreachable
+  from alexnet_jax.run import checkpoints  # noqa: F401  (bounds the retries on import)
+  store = ts.KvStore.open({'driver': 'gcs', 'bucket': BUCKET, 'path': 'lost_write/'},
+                          context=ocp.type_handlers.get_ts_context(use_ocdbt=True)).result()
+  store.write('before', b'1').result()
+  gcs.stop()
+  started = time.time()
+  try:
+    with pytest.raises(ValueError) as raised:
+      store.write('after', b'2').result()
+    took = time.time() - started
+  finally:
+    gcs.start()
+  assert is_unreachable(raised.value), str(raised.value)
+  assert 20 < took < 120, f'the write gave up after {took:.0f} s'
+
+
 def gcs_command(args, url):
   """`args` (a train.py command) with its --workdir replaced by `url`."""
   return [f'--workdir={url}' if arg.startswith('--workdir=') else arg for arg in args]

@@ -21,6 +21,7 @@ import jax
 import orbax.checkpoint as ocp
 from absl import logging
 from orbax.checkpoint import checkpoint_managers as policies
+from orbax.checkpoint._src.serialization import tensorstore_utils
 
 from alexnet_jax.errors import ModelMismatchError, in_one_line
 from alexnet_jax.run.workdir import Workdir
@@ -29,6 +30,24 @@ BEST_METRIC = 'eval_top1_error'
 # Bumped when the train state or the run record changes shape. 2: the state counts non-finite
 # steps, the record every process's skipped-image count. 3: the optimiser state is optax's.
 FORMAT = 3
+
+# How long TensorStore, which writes and reads Orbax's arrays, retries a gs:// request that
+# fails (about 1 + 2 + 4 + 8 + 16 + 16 s, as long as gcsfs's retries). Its default, 32
+# retries of up to 32 s, would keep a save in flight, and the training loop waiting on it,
+# for a quarter of an hour after storage is lost, before the run could say so.
+STORAGE_RETRIES = {'max_retries': 6, 'initial_delay': '1s', 'max_delay': '16s'}
+
+
+def bound_storage_retries() -> None:
+  """Puts STORAGE_RETRIES into the TensorStore context Orbax builds for every checkpoint
+  read and write (orbax-checkpoint 0.12 offers no setting for it: its context comes from
+  these module defaults)."""
+  for context in (tensorstore_utils._BASE_TS_CONTEXT,  # noqa: SLF001
+                  tensorstore_utils._DEFAULT_OCDBT_TS_CONTEXT):  # noqa: SLF001
+    context['gcs_request_retries'] = STORAGE_RETRIES
+
+
+bound_storage_retries()
 
 
 @dataclasses.dataclass(frozen=True)
