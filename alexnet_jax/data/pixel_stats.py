@@ -70,6 +70,10 @@ class PixelSums:
     rgb_mean = mean_image.reshape(-1, 3).mean(axis=0) / 255.0
     covariance = self.rgb_outer_sum / num_pixels - np.outer(rgb_mean, rgb_mean)
     eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    # A grey data set's three channels are equal: the covariance has rank one, and the two
+    # zero eigenvalues come out as rounding noise of either sign. Clipped to zero, the
+    # lighting offset is along (1, 1, 1) only, a change of brightness that keeps grey grey.
+    eigenvalues = np.maximum(eigenvalues, 0.0)
     order = np.argsort(eigenvalues)[::-1]
     return PixelStats(mean_image.astype(np.float32), eigenvalues[order].astype(np.float32),
                       eigenvectors[:, order].astype(np.float32), self.count)

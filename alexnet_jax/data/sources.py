@@ -6,6 +6,7 @@ decode (and count undecodable images) itself; a data set stored as uint8 pixels 
 conversion) hands out the pixels. Spellings of `dataset`:
 
     shapes                      the embedded generated data set (built on first use)
+    fashion_mnist               TFDS's, prepared offline from Debian's files (data/fashion_mnist.py)
     imagenet2012, imagenette/320px, ...   any TFDS image-classification data set
     /path/to/name/1.0.0         a prepared TFDS directory (such as `alexnet_jax.data.conversion`
                                 writes)
@@ -24,6 +25,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from alexnet_jax import files
+from alexnet_jax.data import fashion_mnist
 from alexnet_jax.data.tensorflow_cpu import tf
 from alexnet_jax.errors import ConfigError, DataError, MissingDataError, in_one_line
 
@@ -118,23 +120,43 @@ class TfdsSource(Source):
     self._decoders = ({'image': tfds.decode.SkipDecoding()}
                       if isinstance(features['image'], tfds.features.Image) else None)
 
+  def _slice(self, split: str) -> tuple[str, int, int]:
+    """`split` as (split name, first example, end): a name ('train'), or a TFDS slice of one
+    ('train[:54000]', 'train[90%:]'), which carves a validation split from a training one."""
+    name = split.partition('[')[0]
+    self.check_split(name, self.builder.info.splits)
+    try:
+      instructions = tfds.core.ReadInstruction.from_spec(split).to_absolute(
+          self.builder.info.splits)
+    except (ValueError, AssertionError) as error:
+      raise DataError(f'{split!r} is not a split of {self.name} nor a TFDS slice of one such '
+                      f'as "{name}[:90%]" or "{name}[54000:]" ({in_one_line(error)}).') from None
+    if len(instructions) != 1:
+      raise DataError(f'{split!r} joins several slices; give one slice of one split, such as '
+                      f'"{name}[:90%]".')
+    size = self.builder.info.splits[name].num_examples
+    instruction = instructions[0]
+    return name, instruction.from_ or 0, size if instruction.to is None else instruction.to
+
   def num_examples(self, split: str) -> int:
-    self.check_split(split, self.builder.info.splits)
-    return self.builder.info.splits[split].num_examples
+    _, first, end = self._slice(split)
+    return end - first
 
   def fingerprint(self, split: str) -> str:
-    self.check_split(split, self.builder.info.splits)
-    info = self.builder.info.splits[split]
-    return json.dumps([self.name, info.num_examples, info.num_bytes, info.shard_lengths])
+    name, first, end = self._slice(split)
+    info = self.builder.info.splits[name]
+    whole = [self.name, info.num_examples, info.num_bytes, info.shard_lengths]
+    return json.dumps(whole if split == name else [*whole, first, end])
 
   def records(self, split: str, start: int, stop: int, *, shuffle_files: bool = False,
               seed: int = 0) -> tf.data.Dataset:
     """The serialized examples that `read` parses, in its order."""
-    self.check_split(split, self.builder.info.splits)
+    name, first, _ = self._slice(split)
     # The shards are read here, from TFDS's own instructions (which shards, which records of
     # each) and parsed by TFDS's own features: as_dataset read a pixel conversion at about
     # three quarters of this rate (docs/performance.md).
-    instructions = self.builder.info.splits[f'{split}[{start}:{stop}]'].file_instructions
+    instructions = self.builder.info.splits[
+        f'{name}[{first + start}:{first + stop}]'].file_instructions
     if shuffle_files:
       instructions = [instructions[i] for i in
                       np.random.default_rng(seed).permutation(len(instructions))]
@@ -231,9 +253,20 @@ class FolderSource(Source):
 
 
 def _prepare(builder: tfds.core.DatasetBuilder, manual_dir: str | None) -> None:
-  """Builds the TFDS data set once (ImageNet from its tars; `shapes` from nothing)."""
-  config = tfds.download.DownloadConfig(manual_dir=manual_dir or None, try_download_gcs=False)
-  manual_dir = manual_dir or os.path.join(builder.data_dir_root, 'downloads', 'manual')
+  """Builds the TFDS data set once (ImageNet from its tars, fashion_mnist from its IDX files,
+  `shapes` from nothing)."""
+  manual_dir = manual_dir or (fashion_mnist.MANUAL_DIR if builder.name == 'fashion_mnist' else
+                              os.path.join(builder.data_dir_root, 'downloads', 'manual'))
+  config = tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False)
+  if builder.name == 'fashion_mnist':
+    missing = fashion_mnist.missing_files(manual_dir)
+    if missing:
+      raise MissingDataError(
+          f'fashion_mnist is not prepared yet and preparing it needs its four IDX files in '
+          f'{manual_dir} (missing: {", ".join(missing)}). Install them with '
+          f'`{fashion_mnist.INSTALL}` (Debian, Ubuntu), or set --config.manual_dir to a '
+          f'directory that holds them, and run again: the first run then writes the TFDS '
+          f'files to {builder.data_dir}.')
   missing = [f for f in MANUAL_FILES.get(builder.name, ())
              if not os.path.exists(os.path.join(manual_dir, f))]
   if missing:
@@ -276,7 +309,10 @@ def open_source(dataset: str, data_dir: str | None = None,
   if dataset == 'shapes':
     import alexnet_jax.data.shapes_dataset  # noqa: F401  (registers the builder with TFDS)
   try:
-    builder = tfds.builder(dataset, data_dir=data_dir or None)
+    if dataset == 'fashion_mnist':  # TFDS's builder, fed local files
+      builder = fashion_mnist.FashionMnistFiles(data_dir=data_dir or None)
+    else:
+      builder = tfds.builder(dataset, data_dir=data_dir or None)
   except ValueError as error:  # DatasetNotFoundError, or a name TFDS cannot parse
     raise DataError(
         f'unknown data set {dataset!r}: use "shapes", a TFDS name such as "imagenet2012" or '

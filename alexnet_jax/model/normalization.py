@@ -55,7 +55,9 @@ class Normalization:
     scale = np.ones(3, np.float32)
     if normalize_std:
       covariance = (stats.rgb_eigenvectors * stats.rgb_eigenvalues) @ stats.rgb_eigenvectors.T
-      scale = (1.0 / (PIXEL_RANGE * np.sqrt(np.diag(covariance)))).astype(np.float32)
+      std = PIXEL_RANGE * np.sqrt(np.maximum(np.diag(covariance), 0.0))
+      # A channel that never varies is all zero once its mean is taken: any scale will do.
+      scale = np.where(std > 0, 1.0 / np.where(std > 0, std, 1.0), 1.0).astype(np.float32)
     return cls(np.asarray(mean_image, np.float32), scale)
 
   @classmethod
