@@ -121,6 +121,16 @@ def write_atomically(target: str | os.PathLike, content: str | bytes) -> None:
   temporary.replace(target)
 
 
+def write_figure(target: str | os.PathLike, figure, dpi: int = 100) -> None:
+  """Saves a matplotlib Figure to `target`, whose extension picks the format, replaced
+  whole."""
+  target = path(target)
+  target.parent.mkdir(parents=True, exist_ok=True)
+  buffer = io.BytesIO()
+  figure.savefig(buffer, dpi=dpi, format=target.suffix[1:] or 'png')
+  write_atomically(target, buffer.getvalue())
+
+
 @contextlib.contextmanager
 def written_locally(target: str | os.PathLike) -> Iterator[str]:
   """A local file name to write `target`'s content to with a library that writes only local

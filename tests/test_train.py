@@ -88,7 +88,8 @@ def test_loss_falls_and_every_value_is_logged(trained_workdir):
   assert last < first - 0.1, (first, last)
   for m in train:
     assert set(m) == {'step', 'train_loss', 'train_top1_error', 'train_top5_error',
-                      'learning_rate', 'images_per_second'}
+                      'learning_rate', 'images_per_second', 'input_wait'}
+    assert 0 <= m['input_wait'] <= 1
     assert m['learning_rate'] == pytest.approx(0.01)
   evaluation = [m for m in metrics if 'eval_top1_error' in m]
   assert len(evaluation) == 1 and evaluation[0]['step'] == 40
@@ -159,6 +160,31 @@ def test_evaluate_scores_centre_and_ten_crops_of_every_example(trained_workdir):
   assert scores['centre']['eval_examples'] == scores['ten_crop']['eval_examples'] == 600
   for field in ('eval_top1_error', 'eval_top5_error', 'eval_loss'):  # the run's own final one
     assert scores['centre'][field] == pytest.approx(result[field], rel=1e-6)
+  assert scores['class_names'] == ['circle', 'ring', 'square', 'triangle', 'cross', 'star']
+  for view in ('centre', 'ten_crop'):
+    confusion = np.array(scores[view]['confusion'])
+    assert confusion.sum(axis=1).tolist() == [100] * 6  # shapes' validation split is balanced
+    assert 1 - np.trace(confusion) / 600 == pytest.approx(scores[view]['eval_top1_error'])
+    per_class = scores[view]['per_class']
+    assert [c['class'] for c in per_class] == scores['class_names']
+    assert [c['top1_error'] for c in per_class] == pytest.approx(
+        1 - np.diag(confusion) / 100)
+
+
+def test_evaluate_writes_the_scores_and_a_confusion_picture(trained_workdir, tmp_path):
+  import shutil
+
+  from alexnet_jax.training.evaluation import evaluate_checkpoint, write_results
+  workdir, _ = trained_workdir
+  scores = evaluate_checkpoint(str(workdir))
+  copy = tmp_path / 'run'
+  shutil.copytree(workdir, copy)
+  written = write_results(scores, str(copy))
+  assert written == [str(copy / 'eval-40.json'), str(copy / 'confusion-40.png')]
+  assert json.loads((copy / 'eval-40.json').read_text()) == json.loads(json.dumps(scores))
+  from matplotlib.image import imread
+  picture = imread(copy / 'confusion-40.png')
+  assert picture.shape[0] > 400 and picture.shape[1] > 400
 
 
 def test_ten_crop_evaluation_averages_the_softmax_of_the_views(tf, trained_workdir):

@@ -118,6 +118,9 @@ def test_eval_step_counts_only_unmasked_examples():
   assert sums['count'] == 5
   assert sums['top1_misses'] == np.sum(ranked[:5, 0] != batch['label'][:5])
   assert sums['top5_misses'] == np.sum(~(ranked[:5, :5] == batch['label'][:5, None]).any(1))
+  confusion = np.zeros((logits.shape[-1],) * 2, int)
+  np.add.at(confusion, (batch['label'][:5], ranked[:5, 0]), 1)
+  np.testing.assert_array_equal(sums['confusion'], confusion)
 
 
 @pytest.mark.parametrize('classes', [1000, 7, 3])

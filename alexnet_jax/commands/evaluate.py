@@ -3,7 +3,9 @@
     alexnet-evaluate --workdir=DIR [--step=N|best] [--split=validation]
     (or python -m alexnet_jax.commands.evaluate ...)
 
-Prints top-1 and top-5 error for both and writes them to DIR/eval-<step>.json.
+Prints top-1 and top-5 error for both and writes them, with each class's top-1 error, to
+DIR/eval-<step>.json; for up to 100 classes also the confusion counts, drawn (centre crop) in
+DIR/confusion-<step>.png.
 """
 
 from __future__ import annotations
@@ -11,11 +13,9 @@ from __future__ import annotations
 import jax
 from absl import flags, logging
 
-from alexnet_jax import files
 from alexnet_jax.commands import cli
 from alexnet_jax.run import distributed
-from alexnet_jax.run.workdir import Workdir
-from alexnet_jax.training.evaluation import evaluate_checkpoint, report
+from alexnet_jax.training.evaluation import evaluate_checkpoint, report, write_results
 
 
 def define_flags() -> None:
@@ -31,9 +31,8 @@ def main(argv):
   results = evaluate_checkpoint(args.workdir, args.step, args.split)
   print(report(results, args.workdir))
   if jax.process_index() == 0:
-    path = Workdir(args.workdir).eval_file(results['step'])
-    files.write_json(path, results, indent=2)
-    logging.info('Wrote %s.', path)
+    for path in write_results(results, args.workdir):
+      logging.info('Wrote %s.', path)
 
 
 def run():

@@ -11,7 +11,6 @@ that logged accuracies. Needs matplotlib, which the rest of alexnet_jax does not
 
 from __future__ import annotations
 
-import io
 import json
 
 from alexnet_jax import files
@@ -105,8 +104,5 @@ def write_plots(workdir: str, output: str | None = None) -> list[str]:
   figure = learning_curves(read_metrics(workdir))
   figure.suptitle(str(Workdir(workdir)), fontsize='medium')
   path = files.path(output) if output else Workdir(workdir).learning_curves_file
-  path.parent.mkdir(parents=True, exist_ok=True)
-  buffer = io.BytesIO()
-  figure.savefig(buffer, dpi=100, format=path.suffix[1:] or 'png')
-  files.write_atomically(path, buffer.getvalue())
+  files.write_figure(path, figure)
   return [str(path)]

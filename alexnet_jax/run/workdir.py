@@ -50,6 +50,9 @@ class Workdir:
   def eval_file(self, step: int) -> epath.Path:
     return self.path / f'eval-{step}.json'
 
+  def confusion_file(self, step: int) -> epath.Path:
+    return self.path / f'confusion-{step}.png'
+
   def check_usable(self) -> None:
     """WorkdirError unless the workdir is a directory, or can be made one, that this process
     can write to; StorageError for a URL in a missing bucket, or that cannot be reached or

@@ -159,7 +159,8 @@ def make_train_step(network: Network, optimizer: optax.GradientTransformationExt
 
 def make_eval_step(network: Network, normalization: Normalization, mesh: Mesh):
   """params, batch -> sums over the real (unmasked) examples: top-1 and top-5 misses, loss,
-  count. Batches of 10 crops (B, 10, H, W, 3) are scored by their average softmax."""
+  count, and the confusion counts (label, predicted class), whose off-diagonal sum is the
+  top-1 misses. Batches of 10 crops (B, 10, H, W, 3) are scored by their average softmax."""
 
   def eval_step(params: nnx.State, batch: Batch):
     images = normalization.apply(batch, lighting=False, view_size=network.image_size)
@@ -171,7 +172,10 @@ def make_eval_step(network: Network, normalization: Normalization, mesh: Mesh):
     label_prob = jnp.take_along_axis(probs, labels[:, None], axis=-1)[:, 0]
     return {'top1_misses': jnp.sum(top1 & mask), 'top5_misses': jnp.sum(top5 & mask),
             'loss_sum': jnp.sum(jnp.where(mask, -jnp.log(jnp.maximum(label_prob, 1e-30)), 0)),
-            'count': jnp.sum(mask)}
+            'count': jnp.sum(mask),
+            # argmax takes the first of tied scores, as the rank count above does.
+            'confusion': jnp.zeros((probs.shape[-1],) * 2, jnp.int32).at[
+                labels, jnp.argmax(probs, axis=-1)].add(mask.astype(jnp.int32))}
 
   return jax.jit(eval_step, out_shardings=replicated(mesh))
 
