@@ -3,6 +3,7 @@
 import io
 import json
 import re
+import time
 
 import numpy as np
 import pytest
@@ -83,6 +84,8 @@ def test_reporter_averages_each_interval_over_its_finite_steps(tmp_path, caplog)
   reporter = ProgressReporter(writer, total_steps=5, batch_size=8, log_every=4, first_step=0)
   with caplog.at_level(logging.INFO):
     reporter.after_step(1, step_metrics(9.0, 1.0, 1.0, 0.1))
+    reporter.waited(0.05)
+    time.sleep(0.1)
     reporter.after_step(2, step_metrics(2.0, 0.5, 0.25, 0.1))
     reporter.after_step(3, step_metrics(float('nan'), 1.0, 1.0, 0.1))
     reporter.after_step(4, step_metrics(1.0, 0.25, 0.0, 0.01))
@@ -90,6 +93,9 @@ def test_reporter_averages_each_interval_over_its_finite_steps(tmp_path, caplog)
   writer.close()
   lines = [json.loads(line) for line in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
   assert [line['step'] for line in lines] == [4, 5]
+  # 0.05 s of waiting in an interval of at least 0.1 s, and not much more on any machine
+  assert 0.05 < lines[0].pop('input_wait') <= 0.5
+  assert lines[1]['input_wait'] == 0
   assert {k: v for k, v in lines[0].items() if k != 'images_per_second'} == {
       'step': 4, 'train_loss': 1.5, 'train_top1_error': 0.375, 'train_top5_error': 0.125,
       'learning_rate': pytest.approx(0.01)}
@@ -97,4 +103,4 @@ def test_reporter_averages_each_interval_over_its_finite_steps(tmp_path, caplog)
   assert set(lines[0]) - {'step'} <= set(METRICS)
   assert 'First step (with compilation) took' in caplog.text
   assert re.search(r'step 4/5: loss 1\.5000, train top-1 error 37\.50%, top-5 error 12\.50%, '
-                   r'lr 0\.01, [\d.]+ images/s, 0m00s left\.', caplog.text)
+                   r'lr 0\.01, [\d.]+ images/s \(input wait \d+%\), 0m00s left\.', caplog.text)

@@ -33,6 +33,7 @@ METRICS = {
     'train_top5_error': 'top-5 error of the training batches (fraction)',
     'learning_rate': 'at the interval\'s last step',
     'images_per_second': 'training throughput over the interval, evaluations included',
+    'input_wait': 'share of the interval\'s wall-clock time the loop waited for a batch',
     'eval_loss': 'cross-entropy of the averaged softmax on the eval split',
     'eval_top1_error': 'top-1 error on the eval split (fraction)',
     'eval_top5_error': 'top-5 error on the eval split (fraction)',
@@ -207,7 +208,10 @@ class ProgressReporter:
   the step), and every `log_every` steps averages them over the finite steps, writes them
   with the throughput and logs them with the time left. The first step after a (re)start is
   timed alone: it includes compilation. Throughput and the time left are wall-clock,
-  evaluations included (the input pipeline keeps filling its buffer during one)."""
+  evaluations included (the input pipeline keeps filling its buffer during one). The input
+  wait is the share of that time the loop spent waiting for the next batch (`waited`): a
+  step dispatched, the loop asks for the next batch at once, so a pipeline that keeps up
+  hands it out of its buffer and one that does not holds the loop (and the step after)."""
 
   def __init__(self, writer: MetricWriter, *, total_steps: int, batch_size: int,
                log_every: int, first_step: int):
@@ -215,13 +219,18 @@ class ProgressReporter:
     self._log_every, self._first_step = log_every, first_step
     self._pending: list[dict] = []
     self._start = time.time()
+    self._input_seconds = 0.0
+
+  def waited(self, seconds: float) -> None:
+    """Counts `seconds` the loop spent waiting for the input pipeline."""
+    self._input_seconds += seconds
 
   def after_step(self, step: int, metrics: dict[str, jax.Array]) -> None:
     self._pending.append(metrics)
     if step == self._first_step + 1:
       jax.block_until_ready(metrics)
       logging.info('First step (with compilation) took %.1f s.', time.time() - self._start)
-      self._pending, self._start = [], time.time()
+      self._pending, self._start, self._input_seconds = [], time.time(), 0.0
     if self._pending and (step % self._log_every == 0 or step == self._total):
       self._report(step)
 
@@ -233,13 +242,15 @@ class ProgressReporter:
               for name in ('train_loss', 'train_top1_error', 'train_top5_error')}
     logged['learning_rate'] = float(fetched[-1]['learning_rate'])
     logged['images_per_second'] = len(fetched) * self._batch_size / max(elapsed, 1e-9)
+    logged['input_wait'] = min(self._input_seconds / max(elapsed, 1e-9), 1.0)
     left = (self._total - step) * elapsed / len(fetched)
     self._writer.write_scalars(step, logged)
     logging.info('step %d/%d: loss %.4f, train top-1 error %.2f%%, top-5 error %.2f%%, '
-                 'lr %.5g, %.1f images/s, %s left.', step, self._total, logged['train_loss'],
-                 100 * logged['train_top1_error'], 100 * logged['train_top5_error'],
-                 logged['learning_rate'], logged['images_per_second'], _duration(left))
-    self._pending, self._start = [], time.time()
+                 'lr %.5g, %.1f images/s (input wait %.0f%%), %s left.', step, self._total,
+                 logged['train_loss'], 100 * logged['train_top1_error'],
+                 100 * logged['train_top5_error'], logged['learning_rate'],
+                 logged['images_per_second'], 100 * logged['input_wait'], _duration(left))
+    self._pending, self._start, self._input_seconds = [], time.time(), 0.0
 
   def report_evaluation(self, step: int, result: dict[str, float], view: str,
                  kernels: np.ndarray) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from collections.abc import Callable
 
 import jax
@@ -169,7 +170,10 @@ class Run:
     step = first_step = int(jax.device_get(state.step))
     schedule, checkpoints, last_eval = self.schedule, self.checkpoints, {}
     while step < schedule.total_steps:
-      state, metrics = self.steps.train(state, distributed.global_batch(next(batches), self.mesh))
+      asked = time.perf_counter()
+      batch = next(batches)
+      reporter.waited(time.perf_counter() - asked)
+      state, metrics = self.steps.train(state, distributed.global_batch(batch, self.mesh))
       step += 1
       guard.after_step(step, metrics.pop('finite'))
       reporter.after_step(step, metrics)
