@@ -67,10 +67,11 @@ NUM_CLASSES = 1000
 MEAN_PIXEL = 120.0
 
 
-def synthetic_batch(batch: int, image_size: int, rng: np.random.Generator) -> dict:
-  offsets = rng.integers(0, RESIZE - image_size + 1, (batch, 2)).astype(np.int32)
+def synthetic_batch(batch: int, image_size: int, rng: np.random.Generator,
+                    num_classes: int = NUM_CLASSES, resize: int = RESIZE) -> dict:
+  offsets = rng.integers(0, resize - image_size + 1, (batch, 2)).astype(np.int32)
   return {'image': rng.integers(0, 256, (batch, image_size, image_size, 3), dtype=np.uint8),
-          'label': rng.integers(0, NUM_CLASSES, batch).astype(np.int32),
+          'label': rng.integers(0, num_classes, batch).astype(np.int32),
           'crop_offset': offsets, 'flipped': rng.random(batch) < 0.5,
           'lighting': rng.normal(0, 5, (batch, 3)).astype(np.float32),
           'mask': np.ones(batch, bool)}
@@ -146,16 +147,17 @@ OPTIMIZER = optim.paper_sgd(0.9, 5e-4)
 
 
 def step_setup(batch: int, dtype: str = 'float32', width: float = 1.0,
-               image_size: int = IMAGE_SIZE) -> StepSetup:
+               image_size: int = IMAGE_SIZE, num_classes: int = NUM_CLASSES,
+               resize: int = RESIZE, variant: str = 'paper') -> StepSetup:
   dtype = jnp.dtype(dtype)
 
   def build(rngs):
-    return AlexNet('paper', NUM_CLASSES, image_size, dtype=dtype, width=width, rngs=rngs)
+    return AlexNet(variant, num_classes, image_size, dtype=dtype, width=width, rngs=rngs)
 
   mesh = distributed.data_mesh()
   network, state = train_step.init(build, OPTIMIZER, 0, mesh)
-  host_batch = synthetic_batch(batch, image_size, np.random.default_rng(0))
-  normalization = Normalization(jnp.full((RESIZE, RESIZE, 3), MEAN_PIXEL), jnp.ones(3), dtype)
+  host_batch = synthetic_batch(batch, image_size, np.random.default_rng(0), num_classes, resize)
+  normalization = Normalization(jnp.full((resize, resize, 3), MEAN_PIXEL), jnp.ones(3), dtype)
   return StepSetup(build, network, state, normalization, mesh, host_batch,
                    distributed.global_batch(host_batch, mesh))
 

@@ -20,12 +20,14 @@ def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
 
-  # Data. `dataset` is a TFDS name (imagenet2012, imagenette/320px, ...), a prepared TFDS
+  # Data. `dataset` is a TFDS name (imagenet2012, fashion_mnist, ...), a prepared TFDS
   # directory (python -m alexnet_jax.commands.resize_dataset), folder:/path/to/root, or
   # 'shapes'.
   config.dataset = 'shapes'
   config.data_dir = ''  # TFDS data_dir; '' for TFDS's default (~/tensorflow_datasets)
-  config.manual_dir = ''  # where the ImageNet tars are; '' for <data_dir>/downloads/manual
+  # Where the files a data set is prepared from are (the ImageNet tars, fashion_mnist's IDX
+  # files); '' for <data_dir>/downloads/manual, fashion_mnist's /usr/share/datasets/fashion-mnist.
+  config.manual_dir = ''
   config.train_split = 'train'
   config.eval_split = 'validation'
   config.num_classes = 0  # 0: the data set's; otherwise must equal it

@@ -74,3 +74,31 @@ def test_exit_after_stop_benchmark_runs_tiny(shapes_data_dir):
   assert 'SIGINT at step 30: exited ' in out
   assert re.fullmatch(r'exit_after_stop_max=[\d.]+s of_preemption_grace=[\d.]+x',
                       out.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_time_to_accuracy_benchmark_runs_tiny_and_reads_a_finished_run_back(tf, tmp_path):
+  """Two seeds of a 1/8-width recipe for 6 steps on small IDX files: each run's accuracy per
+  evaluation and its timing, then the same command reads the runs back without training."""
+  from tests.test_fashion_mnist import write_fashion_files
+  write_fashion_files(tmp_path / 'files')
+  args = ['-m', 'benchmarks.time_to_accuracy', '--seeds=0,1', f'--workdir={tmp_path / "runs"}',
+          '--set', f'data_dir={tmp_path / "tfds"}', '--set', f'manual_dir={tmp_path / "files"}',
+          '--set', 'model.width=0.125', '--set', 'num_train_steps=6', '--set',
+          'batch_size=8', '--set', 'eval_every_steps=3', '--set', 'log_every_steps=3',
+          '--set', 'checkpoint_every_steps=6', '--set', 'cache=False', '--validation']
+  out = run(*args).stdout
+  assert 'trained on train[:90%], scored on train[90%:]' in out
+  for seed in (0, 1):
+    assert re.search(rf'^seed {seed}: accuracy [\d.]+ [\d.]+; target 0.94 (at epoch \d|not '
+                     r'reached); \d+ s, [\d.]+ images/s, input wait [\d.]+%$', out, re.MULTILINE)
+  last = out.strip().splitlines()[-1]
+  assert re.fullmatch(r'accuracy_mean=[\d.]+ accuracy_min=[\d.]+ accuracy_max=[\d.]+ '
+                      r'reached_target=\d/2 seconds_per_run=\d+ run_vs_step_alone=[\d.]+x '
+                      r'input_wait=[\d.]+', last)
+  started = os.path.getmtime(tmp_path / 'runs' / 'validation-seed0' / 'time_to_accuracy.json')
+  seed_lines = [line for line in out.splitlines() if line.startswith('seed ')]
+  again = run(*args).stdout  # the step alone is timed again; the runs are read back
+  assert [line for line in again.splitlines() if line.startswith('seed ')] == seed_lines
+  assert os.path.getmtime(
+      tmp_path / 'runs' / 'validation-seed0' / 'time_to_accuracy.json') == started

@@ -13,7 +13,7 @@ from alexnet_jax.model import network
 from alexnet_jax.training import config_checks
 from alexnet_jax.training.config_checks import ConfigError
 
-CONFIGS = ('default', 'imagenet', 'imagenet_pod', 'imagenette', 'torchvision')
+CONFIGS = ('default', 'fashion_mnist', 'imagenet', 'imagenet_pod', 'imagenette', 'torchvision')
 
 
 @pytest.mark.parametrize('name', CONFIGS)
@@ -36,6 +36,20 @@ def test_imagenet_config_is_the_papers_recipe():
       'plateau', 3, 0.1)
   assert (config.model.variant, config.model.init, config.model.width) == ('paper', 'paper', 1.0)
   assert (config.resize_size, config.mean, config.normalize_std) == (256, 'per_pixel', False)
+
+
+def test_fashion_mnist_recipe_keeps_the_papers_network_and_is_chosen_without_the_test_split():
+  from configs import fashion_mnist
+  config = fashion_mnist.get_config()
+  assert (config.model.variant, config.model.width, config.model.dropout_rate) == (
+      'paper', 1.0, 0.5)
+  assert (config.dataset, config.num_classes, config.eval_split) == ('fashion_mnist', 10, 'test')
+  assert config.num_epochs <= 10
+  doc = inspect.getdoc(fashion_mnist)
+  for departure in ('Image size', 'Learning rate and schedule', 'Weight decay', 'dropout',
+                    'Augmentation', 'Label smoothing', 'Init'):
+    assert departure in doc
+  assert "--config.train_split='train[:90%]' --config.eval_split='train[90%:]'" in doc
 
 
 def bad(fields):

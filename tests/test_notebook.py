@@ -1,5 +1,6 @@
-"""notebooks/alexnet_colab.ipynb, run headless as Colab would run it, on the embedded `shapes`
-data set with a 1/8-width network: every cell runs, and each shows what it is there for."""
+"""notebooks/alexnet_colab.ipynb, run headless as Colab would run it offline, on Fashion-MNIST
+(small IDX files the test writes where Debian's package would put them, as MANUAL_DIR) with a
+1/8-width network: every cell runs, and each shows what it is there for."""
 
 import base64
 import importlib.util
@@ -20,7 +21,8 @@ from nbclient import NotebookClient  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(ROOT, 'notebooks', 'alexnet_colab.ipynb')
-SHAPES = ('circle', 'ring', 'square', 'triangle', 'cross', 'star')
+from tests.test_fashion_mnist import CLASS_NAMES, SIZES, write_fashion_files  # noqa: E402
+
 STEPS = 12
 
 
@@ -57,20 +59,23 @@ def test_committed_notebook_is_clean():
 
 
 @pytest.fixture(scope='module')
-def executed(shapes_data_dir, tmp_path_factory):
+def executed(tf, tmp_path_factory):
   """The notebook after a run of 12 steps of 16 images at 67x67, from the repository root:
   the checkout is found there and nothing is installed. The kernel inherits this process's
   environment, JAX_COMPILATION_CACHE_DIR (tests/conftest.py) included, but for $XLA_FLAGS:
   the notebook must set XLA:CPU's kernels itself."""
-  workdir = tmp_path_factory.mktemp('notebook') / 'run'
+  root = tmp_path_factory.mktemp('notebook')
+  workdir = root / 'run'
+  write_fashion_files(root / 'fashion-mnist')
   notebook = nbformat.read(NOTEBOOK, as_version=4)
   (parameters,) = [c for c in notebook.cells if 'parameters' in c.metadata.get('tags', [])]
-  # Appended, as papermill injects parameters: a new parameter keeps its default. 'shapes',
-  # not 'auto': the test must not touch the network.
+  # Appended, as papermill injects parameters: a new parameter keeps its default.
+  # 'fashion_mnist', not 'auto': the test must not touch the network.
   parameters.source += '\n'.join([
       '\n# the test\'s',
-      "DATASET = 'shapes'",
-      f'DATA_DIR = {str(shapes_data_dir)!r}',
+      "DATASET = 'fashion_mnist'",
+      f'DATA_DIR = {str(root / "tfds")!r}',
+      f'MANUAL_DIR = {str(root / "fashion-mnist")!r}',
       f'WORKDIR = {str(workdir)!r}',
       f'NUM_STEPS = {STEPS}',
       'WIDTH = 0.125',
@@ -80,7 +85,9 @@ def executed(shapes_data_dir, tmp_path_factory):
       # The rest of tests/test_train.py's tiny_config, whose compiled programs (some of
       # them) the session's compilation cache shares.
       "OVERRIDES = {'eval_batch_size': 200, 'shuffle_buffer': 200, 'cache': False, "
-      "'log_every_steps': 4, 'lr_schedule': 'steps'}",
+      "'log_every_steps': 4, 'lr_schedule': 'steps', 'eval_every_steps': 10_000, "
+      # 30 training images make an epoch of 1 step: evaluate and save at the end only.
+      f"'checkpoint_every_steps': {STEPS}}}",
   ])
   # A cell that raises fails the test here (CellExecutionError, with its traceback).
   env = {**{k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}, 'JAX_PLATFORMS': 'cpu',
@@ -103,7 +110,7 @@ def test_training_follows_the_parameters(executed):
   assert [m['step'] for m in metrics if 'train_loss' in m] == [4, 8, 12]
   evaluations = [m for m in metrics if 'eval_top1_error' in m]
   assert [m['step'] for m in evaluations] == [STEPS]
-  assert evaluations[0]['eval_examples'] == 600
+  assert evaluations[0]['eval_examples'] == SIZES['test']
   with open(workdir / 'config.json') as f:
     config = json.load(f)
   assert config['model']['width'] == 0.125 and config['batch_size'] == 16
@@ -128,27 +135,39 @@ def test_learning_curves_and_filters_are_drawn(executed):
   assert f'checkpoint {STEPS}: 12 conv1 kernels of 11x11x3' in stream(filters)
 
 
-def test_predictions_name_shapes_classes(executed):
+def test_predictions_name_fashion_mnist_classes(executed):
   notebook, _ = executed
   cell = cell_with(notebook, 'prediction.predict(')
   lines = stream(cell).splitlines()
   assert len(lines) == 6 and len(png_sizes(cell)) == 1
   true_labels = []
   for line in lines:
-    match = re.fullmatch(r'validation_\d+\.jpg: true (\w+); predicted (.*)', line)
+    match = re.fullmatch(r'test_\d+\.png: true (.+); predicted (.*)', line)
     assert match, line
     true_labels.append(match.group(1))
-    predicted = re.findall(r'(\w+) (\d+\.\d)%', match.group(2))
-    assert len(predicted) == 3 and {name for name, _ in predicted} <= set(SHAPES), line
-  assert sorted(true_labels) == sorted(SHAPES)  # one image of each class
+    predicted = [re.fullmatch(r'(.+) (\d+\.\d)%', p) for p in match.group(2).split(', ')]
+    assert len(predicted) == 3 and {p.group(1) for p in predicted} <= set(CLASS_NAMES), line
+  assert len(set(true_labels)) == 6 and set(true_labels) <= set(CLASS_NAMES)  # 6 classes
 
 
 def test_evaluation_prints_centre_and_ten_crop_errors(executed):
   notebook, workdir = executed
   out = stream(cell_with(notebook, 'evaluate_checkpoint('))
   rows = dict(re.findall(r'(centre crop|10 crops) +top-1 error +([\d.]+)%', out))
-  assert set(rows) == {'centre crop', '10 crops'} and out.count('(600 examples)') == 2, out
+  assert set(rows) == {'centre crop', '10 crops'}, out
+  assert out.count(f'({SIZES["test"]} examples)') == 2, out
   with open(workdir / 'metrics.jsonl') as f:
     final = [json.loads(line) for line in f if 'eval_top1_error' in line][-1]
   # The centre crop scores the checkpoint as the training's own evaluation did.
   assert rows['centre crop'] == f'{100 * final["eval_top1_error"]:.2f}'
+
+
+def test_evaluation_writes_and_shows_the_confusion_picture(executed):
+  notebook, workdir = executed
+  cell = cell_with(notebook, 'evaluate_checkpoint(')
+  assert f'wrote {workdir}/confusion-{STEPS}.png' in stream(cell)
+  assert len(png_sizes(cell)) == 1
+  with open(workdir / f'eval-{STEPS}.json') as f:
+    per_class = json.load(f)['centre']['per_class']
+  assert [c['class'] for c in per_class] == CLASS_NAMES
+  assert sum(c['examples'] for c in per_class) == SIZES['test']
