@@ -90,6 +90,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Several processes: how long one waits for a silent peer (missed heartbeats, the start-up
   # rendezvous, the exit barrier) before it stops with an error instead of hanging.
   config.peer_timeout_seconds = 120
+  # A gs:// workdir's lease (run/workdir_lock.py): renewed every quarter of this, taken over
+  # by the next run once no renewal has come for this long (a holder that died).
+  config.workdir_lease_seconds = 60
   # Keep compiled steps on disk, so that a resumed or repeated run skips compilation.
   config.compilation_cache = True
   # '' : $JAX_COMPILATION_CACHE_DIR if set, else $XDG_CACHE_HOME/alexnet_jax/xla

@@ -3,6 +3,8 @@ read back. Every read and write goes through `alexnet_jax.files` (etils.epath).
 
     DIR/config.json            the run's config (what evaluate and predict rebuild it from)
     DIR/normalization.npz      mean image, pixel scale, class names (`Normalization`)
+    DIR/lock.json              the training run that holds the workdir, while it trains
+                               (`alexnet_jax.run.workdir_lock`)
     DIR/metrics.jsonl          one JSON line per log and evaluation (`metric_writer`)
     DIR/tensorboard/           the same, as TensorBoard event files
     DIR/conv1_kernels.png      the first layer's kernels at the latest evaluation

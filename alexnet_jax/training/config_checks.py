@@ -59,7 +59,7 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
   _choice(config, 'mean', MEAN_MODES)
   for field in ('batch_size', 'learning_rate', 'resize_size',
                 'shuffle_buffer', 'keep_checkpoints', 'model.width', 'peer_timeout_seconds',
-                'lars_trust_coefficient'):
+                'lars_trust_coefficient', 'workdir_lease_seconds'):
     _positive(config, field)
   for field in ('num_epochs', 'num_train_steps', 'log_every_steps', 'eval_every_steps',
                 'checkpoint_every_steps',

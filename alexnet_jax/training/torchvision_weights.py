@@ -36,7 +36,7 @@ from alexnet_jax.errors import (ConfigError, MissingDataError, ModelMismatchErro
                                 in_one_line)
 from alexnet_jax.model import network as network_lib
 from alexnet_jax.model.normalization import Normalization
-from alexnet_jax.run import distributed
+from alexnet_jax.run import distributed, workdir_lock
 from alexnet_jax.run.checkpoints import Checkpoints, RunRecord
 from alexnet_jax.run.workdir import Workdir
 from alexnet_jax.training import config_checks, optim, train_step
@@ -155,6 +155,12 @@ def convert(pth_path: str, workdir: str, config: ml_collections.ConfigDict) -> i
   """Writes `workdir` from torchvision's state dict in `pth_path`, as a run of `config`
   (configs/torchvision.py, overrides allowed) would; returns the checkpoint's step."""
   workdir = Workdir(workdir)
+  # A training run starting in it writes its run files only after its first restore.
+  with workdir_lock.held_for_run(workdir.path, config.workdir_lease_seconds):
+    return _convert_into(pth_path, workdir, config)
+
+
+def _convert_into(pth_path: str, workdir: Workdir, config: ml_collections.ConfigDict) -> int:
   taken = workdir.holds_a_run()
   if taken:
     raise UserError(f'{workdir} already holds a run ({", ".join(taken)}); nothing was '
