@@ -148,6 +148,21 @@ def written_locally(target: str | os.PathLike) -> Iterator[str]:
     upload(local, target)
 
 
+@contextlib.contextmanager
+def temp_dir_removed_after() -> Iterator[str]:
+  """Makes tempfile's directory, for the block, a new one, removed after it with whatever it
+  holds: around library calls that leave files in the temp dir. (A TFDS builder made for a
+  data set not prepared yet makes an empty directory there, which nothing uses or removes:
+  tensorflow_datasets' DatasetInfo.initialize_from_bucket, with its GCS look-up off.) The
+  setting is the process's: only for blocks that no other thread makes temporary files in."""
+  with tempfile.TemporaryDirectory(prefix='alexnet_jax-') as directory:
+    outer, tempfile.tempdir = tempfile.tempdir, directory
+    try:
+      yield directory
+    finally:
+      tempfile.tempdir = outer
+
+
 def upload(local: str, target: str | os.PathLike) -> None:
   """Copies the local file `local` to `target` (a URL or a local path), whole."""
   # One write, not a copy loop: a file object of gcsfs commits what it has when closed, also

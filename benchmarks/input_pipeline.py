@@ -245,8 +245,9 @@ def time_reading(dataset: str, args: argparse.Namespace, batches_per_pass: int) 
   """Reading a conversion's images in batches, decoding JPEGs and nothing else: what no
   training pipeline on it can beat."""
   from alexnet_jax.data.sources import open_source
-  from alexnet_jax.data.tensorflow_cpu import tf
+  from alexnet_jax.data.tensorflow_cpu import tf, without_autograph
 
+  @without_autograph
   def decode(example):
     image = example['image']  # a pixel conversion's are uint8 already
     if image.dtype == tf.string:

@@ -106,9 +106,13 @@ def pytorch_baseline(batch: dict, params, repeats: int) -> dict | None:
              mean_crop=np.full((IMAGE_SIZE, IMAGE_SIZE, 3), MEAN_PIXEL, np.float32),
              **{f'{layer}/{name}': array for layer, arrays in params.items()
                 for name, array in arrays.items()})
+    # The child's temp dir is this one, removed with it: torch.compile keeps its caches in the
+    # temp dir (inductor's, which TORCHINDUCTOR_CACHE_DIR moves only in part), and warm ones
+    # would time the next run's compile short.
+    env = dict(os.environ, TMPDIR=tmp)
     done = subprocess.run(
         [sys.executable, '-m', 'benchmarks.pytorch_alexnet', f'--inputs={inputs}',
-         f'--repeats={repeats}'], capture_output=True, text=True, check=False)
+         f'--repeats={repeats}'], env=env, capture_output=True, text=True, check=False)
   if done.returncode:
     raise RuntimeError(f'the PyTorch baseline failed:\n{done.stderr[-3000:]}')
   return json.loads(done.stdout.strip().splitlines()[-1])
@@ -184,8 +188,15 @@ def main() -> None:
   if args.baseline == 'pytorch' and not torch_available():
     sys.exit('Error: --baseline=pytorch needs torch: pip install -r requirements-bench.txt')
 
-  cache_dir = tempfile.mkdtemp(prefix='alexnet_jax_benchmark_cache_')
-  compilation_cache.enable(cache_dir)  # empty: the first compile below is a cold one
+  # A cache of its own, empty so that the first compile is a cold one, removed at the end.
+  with tempfile.TemporaryDirectory(prefix='alexnet_jax_benchmark_cache_') as cache_dir:
+    compilation_cache.enable(cache_dir)
+    measure_and_print(args, platform, run_pytorch)
+
+
+def measure_and_print(args: argparse.Namespace, platform: str, run_pytorch: bool) -> None:
+  """Times the compiles and the steps (and PyTorch's, with `run_pytorch`) and prints them,
+  the summary line last."""
   setup = step_setup(args.batch, args.dtype, args.width)
   macs = sum(row.macs for row in layer_table(nnx.eval_shape(lambda: setup.build(nnx.Rngs(0)))))
   peaks = jax_matmul_peak(platform)

@@ -8,15 +8,22 @@ import sys
 
 import pytest
 
+from tests.test_temp_files import assert_temp_dir_empty, empty_temp_dir
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run(*args, succeed=True):
-  """Runs python with `args` from the repository root; asserts the exit status."""
+def run(*args, succeed=True, temp_dir=None):
+  """Runs python with `args` from the repository root; asserts the exit status and, with
+  `temp_dir` (empty) as its $TMPDIR, that the command left it empty."""
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2')
+  if temp_dir:
+    env['TMPDIR'] = str(temp_dir)
   result = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=600)
   assert (result.returncode == 0) == succeed, result.stderr[-3000:]
+  if temp_dir:
+    assert_temp_dir_empty(temp_dir, ' '.join(args))
   return result
 
 
@@ -49,16 +56,17 @@ def test_model_command_prints_the_layer_table():
      r'peak_rss_gib=[\d.]+ device_crop_cost=[+-][\d.]+%'),
 ])
 @pytest.mark.slow  # about three minutes together
-def test_benchmarks_run_and_their_forms_agree(module, args, last_line):
+def test_benchmarks_run_and_their_forms_agree(module, args, last_line, tmp_path):
   # Each benchmark asserts that the forms it times give the same numbers before it reports.
-  out = run('-m', module, *args).stdout
+  out = run('-m', module, *args, temp_dir=empty_temp_dir(tmp_path)).stdout
   assert re.fullmatch(last_line, out.strip().splitlines()[-1])
 
 
 @pytest.mark.slow
 def test_input_pipeline_benchmark_runs_tiny(tf, tmp_path):
   out = run('-m', 'benchmarks.input_pipeline', '--images=24', '--batch=8', '--workers=2',
-            '--repeats=1', f'--data_dir={tmp_path}').stdout
+            '--repeats=1', f'--data_dir={tmp_path / "data"}',
+            temp_dir=empty_temp_dir(tmp_path)).stdout
   assert re.fullmatch(r'pipeline_vs_loader=[\d.]+x converted_vs_loader=[\d.]+x '
                       r'converted_vs_decode_ceiling=[\d.]+x pixels_per_core=\d+',
                       out.strip().splitlines()[-1])
@@ -68,9 +76,9 @@ def test_input_pipeline_benchmark_runs_tiny(tf, tmp_path):
 
 
 @pytest.mark.slow
-def test_exit_after_stop_benchmark_runs_tiny(shapes_data_dir):
+def test_exit_after_stop_benchmark_runs_tiny(shapes_data_dir, tmp_path):
   out = run('-m', 'benchmarks.exit_after_stop', '--steps=30', f'--data_dir={shapes_data_dir}',
-            '--signal=SIGINT').stdout
+            '--signal=SIGINT', temp_dir=empty_temp_dir(tmp_path)).stdout
   assert 'SIGINT at step 30: exited ' in out
   assert re.fullmatch(r'exit_after_stop_max=[\d.]+s of_preemption_grace=[\d.]+x',
                       out.strip().splitlines()[-1])
@@ -87,7 +95,7 @@ def test_time_to_accuracy_benchmark_runs_tiny_and_reads_a_finished_run_back(tf, 
           '--set', 'model.width=0.125', '--set', 'num_train_steps=6', '--set',
           'batch_size=8', '--set', 'eval_every_steps=3', '--set', 'log_every_steps=3',
           '--set', 'checkpoint_every_steps=6', '--set', 'cache=False', '--validation']
-  out = run(*args).stdout
+  out = run(*args, temp_dir=empty_temp_dir(tmp_path)).stdout
   assert 'trained on train[:90%], scored on train[90%:]' in out
   for seed in (0, 1):
     assert re.search(rf'^seed {seed}: accuracy [\d.]+ [\d.]+; target 0.94 (at epoch \d|not '

@@ -13,6 +13,7 @@ tfds = pytest.importorskip('tensorflow_datasets')  # the class names are imagene
 torch = pytest.importorskip('torch', reason='reading a .pth needs requirements-bench.txt')
 from torch import nn  # noqa: E402
 
+from alexnet_jax import files
 from alexnet_jax.errors import ModelMismatchError, UserError
 from alexnet_jax.training import inference, torchvision_weights
 from benchmarks.pytorch_alexnet import to_torch_images  # noqa: E402
@@ -73,7 +74,8 @@ def test_converted_checkpoint_gives_torchvisions_logits(torch_model, state_dict_
   trained = inference.load(str(tmp_path))
   assert trained.step == 0
   assert (trained.config.model.variant, trained.config.image_size) == ('torchvision', 224)
-  assert trained.class_names == tfds.builder('imagenet2012').info.features['label'].names
+  with files.temp_dir_removed_after():  # where the unprepared builder leaves a directory
+    assert trained.class_names == tfds.builder('imagenet2012').info.features['label'].names
   assert trained.class_names[:2] == ['n01440764', 'n01443537']  # tench, goldfish
 
   # The centre crop of the resized square, as evaluate and predict take it.

@@ -433,14 +433,16 @@ def test_tfds_preparation_is_told_the_split_sizes_for_its_progress_bars(tf, tmp_
   """Offline, TFDS learns a split's size only by writing it: without the sizes its progress
   bars count examples with no ETA."""
   import tensorflow_datasets as tfds
+  from alexnet_jax import files
   from alexnet_jax.data import sources
   sizes = lambda builder: {name: split.num_examples for name, split in builder.info.splits.items()}  # noqa: E731
-  imagenet = tfds.builder('imagenet2012', data_dir=str(tmp_path))
+  with files.temp_dir_removed_after():  # where the unprepared builders leave a directory
+    imagenet = tfds.builder('imagenet2012', data_dir=str(tmp_path))
+    shapes = tfds.builder('shapes', data_dir=str(tmp_path))
   assert sizes(imagenet) == {}
   sources.announce_split_sizes(imagenet)
   assert sizes(imagenet) == {'train': 1_281_167, 'validation': 50_000}
   # The sizes announced for `shapes` are those its builder writes.
-  shapes = tfds.builder('shapes', data_dir=str(tmp_path))
   sources.announce_split_sizes(shapes)
   prepared = sources.open_source('shapes', data_dir=shapes_data_dir)
   assert sizes(shapes) == {split: prepared.num_examples(split) for split in ('train', 'validation')}

@@ -49,7 +49,7 @@ from absl import logging
 
 from alexnet_jax import files
 from alexnet_jax.data.sources import FolderSource, Source
-from alexnet_jax.data.tensorflow_cpu import tf
+from alexnet_jax.data.tensorflow_cpu import tf, without_autograph
 from alexnet_jax.data.views import squares
 from alexnet_jax.errors import DataError
 
@@ -137,6 +137,7 @@ def _encoded_squares(source: Source, split: str, start: int, stop: int, size: in
   """(the centre square as JPEG bytes or uint8 pixels, label) of examples [start, stop), in
   order; examples that fail to decode are dropped."""
 
+  @without_autograph
   def encode(example):
     image = example['image']
     if image_format == 'jpeg':

@@ -7,12 +7,15 @@ TensorFlow is not imported.
 
 from __future__ import annotations
 
+from alexnet_jax import files
+
 
 def wordnet_ids() -> list[str]:
   """imagenet2012's class names, n01440764 (tench) ... n15075141 (toilet tissue): sorted
   WordNet ids, as a training run on it records them."""
   import tensorflow_datasets as tfds
-  return list(tfds.builder('imagenet2012').info.features['label'].names)
+  with files.temp_dir_removed_after():
+    return list(tfds.builder('imagenet2012').info.features['label'].names)
 
 
 def readable(class_names: list[str]) -> list[str]:

@@ -27,7 +27,7 @@ from absl import logging
 from alexnet_jax.data import ops, views
 from alexnet_jax.data.pixel_stats import PixelStats
 from alexnet_jax.data.sources import Source
-from alexnet_jax.data.tensorflow_cpu import dataset_options, tf
+from alexnet_jax.data.tensorflow_cpu import dataset_options, tf, without_autograph
 from alexnet_jax.model import normalization
 from alexnet_jax.model import batch as batch_lib
 
@@ -112,6 +112,7 @@ def host_stream(source: Source, split: str, seed: int, *, shuffle_buffer: int,
     examples = examples.cache()
   epoch_stream = tf.random.experimental.stateless_split(stream_seed(seed, process_index), 2)[1]
 
+  @without_autograph
   def epoch(number):
     # One int64 from the epoch's seed pair (TF's fold_in keeps `number` as the pair's second
     # half, so the pair itself is not a scalar seed).
@@ -134,6 +135,7 @@ def train_view(host_seed: tf.Tensor, *, resize_size: int, image_size: int,
     eigenvalues = tf.constant(lighting.rgb_eigenvalues)
     eigenvectors = tf.constant(lighting.rgb_eigenvectors)
 
+  @without_autograph
   def view(position, example):
     crop_seed, flip_seed, lighting_seed = tf.unstack(tf.random.experimental.stateless_split(
         ops.example_seed(host_seed, position), 3))
@@ -184,6 +186,7 @@ def eval_dataset(source: Source, split: str, *, batch_size: int, image_size: int
   start, stop = source.host_part(split, process_index, process_count)
   num_batches = eval_batch_count(source.num_examples(split), batch_size, process_count)
 
+  @without_autograph
   def preprocess(position, example):
     image = views.square_image(example['image'], resize_size, fast_decode)
     if ten_crop:

@@ -26,7 +26,7 @@ from absl import logging
 
 from alexnet_jax import files
 from alexnet_jax.data import fashion_mnist
-from alexnet_jax.data.tensorflow_cpu import tf
+from alexnet_jax.data.tensorflow_cpu import tf, without_autograph
 from alexnet_jax.errors import ConfigError, DataError, MissingDataError, in_one_line
 
 FOLDER_PREFIX = 'folder:'
@@ -164,14 +164,19 @@ class TfdsSource(Source):
         [os.fspath(i.filename) for i in instructions],
         tf.constant([i.skip for i in instructions], tf.int64),
         tf.constant([i.take for i in instructions], tf.int64)))
+
+    @without_autograph
+    def shard_records(path, skip, take):
+      return tf.data.TFRecordDataset(path).skip(skip).take(take)
+
     return files.interleave(
-        lambda path, skip, take: tf.data.TFRecordDataset(path).skip(skip).take(take),
-        cycle_length=_INTERLEAVED_FILES, block_length=_INTERLEAVED_BLOCK,
+        shard_records, cycle_length=_INTERLEAVED_FILES, block_length=_INTERLEAVED_BLOCK,
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
   def read(self, split, start, stop, *, shuffle_files=False, seed=0):
     features = self.builder.info.features
 
+    @without_autograph
     def parse(record):
       example = features.deserialize_example(record, decoders=self._decoders)
       return {'image': example['image'], 'label': example['label']}
@@ -248,8 +253,12 @@ class FolderSource(Source):
         (paths[start:stop], tf.constant(labels[start:stop], tf.int64)))
     if shuffle_files:
       dataset = dataset.shuffle(stop - start, seed=seed, reshuffle_each_iteration=False)
-    return dataset.map(lambda path, label: {'image': tf.io.read_file(path), 'label': label},
-                       num_parallel_calls=tf.data.AUTOTUNE)
+
+    @without_autograph
+    def read_file(path, label):
+      return {'image': tf.io.read_file(path), 'label': label}
+
+    return dataset.map(read_file, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _prepare(builder: tfds.core.DatasetBuilder, manual_dir: str | None) -> None:
@@ -309,10 +318,11 @@ def open_source(dataset: str, data_dir: str | None = None,
   if dataset == 'shapes':
     import alexnet_jax.data.shapes_dataset  # noqa: F401  (registers the builder with TFDS)
   try:
-    if dataset == 'fashion_mnist':  # TFDS's builder, fed local files
-      builder = fashion_mnist.FashionMnistFiles(data_dir=data_dir or None)
-    else:
-      builder = tfds.builder(dataset, data_dir=data_dir or None)
+    with files.temp_dir_removed_after():
+      if dataset == 'fashion_mnist':  # TFDS's builder, fed local files
+        builder = fashion_mnist.FashionMnistFiles(data_dir=data_dir or None)
+      else:
+        builder = tfds.builder(dataset, data_dir=data_dir or None)
   except ValueError as error:  # DatasetNotFoundError, or a name TFDS cannot parse
     raise DataError(
         f'unknown data set {dataset!r}: use "shapes", a TFDS name such as "imagenet2012" or '

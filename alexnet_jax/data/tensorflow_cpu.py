@@ -38,6 +38,20 @@ def dataset_options() -> tf.data.Options:
   return options
 
 
+def without_autograph(function):
+  """`function`, which tf.data traces into a graph, traced as written rather than through
+  autograph: every function the pipelines hand tf.data.
+
+  Autograph writes each function it converts to a module in the temp dir and removes it only
+  at a normal interpreter exit, so every killed run (SIGKILL, os._exit after a lost peer) left
+  one file per function there: thousands in a day of tests. The pipelines need none of it:
+  they branch on tensors with tf.cond and tf.switch_case, and their Python `if`s and loops
+  test Python values, which autograph leaves to Python as well, so the graphs are the same.
+  Functions they call are not converted either.
+  """
+  return tf.autograph.experimental.do_not_convert(function)
+
+
 def summary_metadata(plugin_name: str):
   """The metadata that makes TensorBoard's `plugin_name` plugin ('scalars', 'images') show a
   summary written with tf.summary.write: what `run.metric_writer`'s event files carry."""
@@ -46,4 +60,4 @@ def summary_metadata(plugin_name: str):
       plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=plugin_name))
 
 
-__all__ = ['dataset_options', 'summary_metadata', 'tf']
+__all__ = ['dataset_options', 'summary_metadata', 'tf', 'without_autograph']

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from alexnet_jax.data import ops
 from alexnet_jax.data.sources import Source
-from alexnet_jax.data.tensorflow_cpu import dataset_options, tf
+from alexnet_jax.data.tensorflow_cpu import dataset_options, tf, without_autograph
 
 
 def square_image(image_bytes: tf.Tensor, resize_size: int, fast_decode: bool) -> tf.Tensor:
@@ -22,6 +22,7 @@ def squares(source: Source, split: str, start: int, stop: int, size: int,
             fast_decode: bool = True) -> tf.data.Dataset:
   """Examples [start, stop) of `split` as {'image': its `size` square, 'label'}, in order,
   without the images that fail to decode."""
+  @without_autograph
   def square(example):
     return {'image': square_image(example['image'], size, fast_decode),
             'label': example['label']}
