@@ -178,7 +178,7 @@ def test_every_command_is_an_entry_point_that_answers_help(wheel, tmp_path):
   assert result.returncode == 0, result.stderr[-3000:]
   scripts = {p.name for p in (target / 'bin').iterdir()}
   assert scripts == set(COMMANDS)
-  assert pyproject()['scripts'] == {name: f'{PACKAGE}.commands.{module}:run'
+  assert pyproject()['scripts'] == {name: f'{PACKAGE}.commands.launch:{module}'
                                     for name, module in COMMANDS.items()}
   env = {**os.environ, 'PYTHONPATH': str(target), 'JAX_PLATFORMS': 'cpu',
          'TF_CPP_MIN_LOG_LEVEL': '2'}

@@ -9,6 +9,11 @@ then `alexnet-evaluate --workdir=DIR` and `alexnet-predict --workdir=DIR IMAGE`.
 
 from __future__ import annotations
 
+from alexnet_jax.commands import launch
+
+if __name__ == '__main__':  # python -m: under launch's Ctrl-C guard before the imports below
+  launch.launch(__spec__.name)
+
 from absl import app, flags
 
 from alexnet_jax.commands import cli
@@ -33,7 +38,3 @@ def main(argv):
 
 def run():
   cli.run(main, define_flags)
-
-
-if __name__ == '__main__':
-  run()

@@ -10,6 +10,11 @@ DIR/confusion-<step>.png.
 
 from __future__ import annotations
 
+from alexnet_jax.commands import launch
+
+if __name__ == '__main__':  # python -m: under launch's Ctrl-C guard before the imports below
+  launch.launch(__spec__.name)
+
 import jax
 from absl import flags, logging
 
@@ -37,7 +42,3 @@ def main(argv):
 
 def run():
   cli.run(main, define_flags)
-
-
-if __name__ == '__main__':
-  run()

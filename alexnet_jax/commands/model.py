@@ -3,6 +3,11 @@
 
 from __future__ import annotations
 
+from alexnet_jax.commands import launch
+
+if __name__ == '__main__':  # python -m: under launch's Ctrl-C guard before the imports below
+  launch.launch(__spec__.name)
+
 from absl import flags
 from flax import nnx
 
@@ -29,7 +34,3 @@ def main(argv: list[str]) -> None:
 def run():
   """The layer table: alexnet-model [--variant=paper] [--image_size=N] [--num_classes=N]."""
   cli.run(main, define_flags)
-
-
-if __name__ == '__main__':
-  run()

@@ -11,6 +11,11 @@ status 1.
 
 from __future__ import annotations
 
+from alexnet_jax.commands import launch
+
+if __name__ == '__main__':  # python -m: under launch's Ctrl-C guard before the imports below
+  launch.launch(__spec__.name)
+
 import sys
 
 from absl import app, flags
@@ -48,7 +53,3 @@ def main(argv):
 
 def run():
   cli.run(main, define_flags)
-
-
-if __name__ == '__main__':
-  run()

@@ -140,6 +140,10 @@ class Checkpoints:
     """The kept checkpoint with the lowest evaluation top-1 error."""
     return self._manager.best_step()
 
+  def scored(self, step: int) -> bool:
+    """Whether checkpoint `step` was saved with an evaluation's score (BEST_METRIC)."""
+    return self._manager.metrics(step) is not None
+
   def should_save(self, step: int) -> bool:
     """Whether `step` is due by the cadence, or (several processes) is the step all of them
     agreed to save at after a preemption notice."""

@@ -5,6 +5,8 @@ training loop runs too), and of a checkpoint with the centre crop and the paper'
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,11 +28,14 @@ MAX_CONFUSION_CLASSES = 100
 
 
 def evaluate_split(eval_step, params, source, config, mesh, *, ten_crop: bool,
-                   per_class: bool = False) -> dict:
+                   per_class: bool = False,
+                   stop_requested: Callable[[], bool] | None = None) -> dict | None:
   """Top-1 and top-5 error, loss, the number of examples scored on config.eval_split and the
   number that could not be decoded (all processes together). With `per_class`, also each
   class's examples and top-1 error ('per_class') and, for up to MAX_CONFUSION_CLASSES
-  classes, the confusion counts ('confusion': a row per label, a column per prediction)."""
+  classes, the confusion counts ('confusion': a row per label, a column per prediction).
+  None once `stop_requested()` says so, which is asked before each batch: a stop need not
+  wait for the rest of the split (on ImageNet, minutes of decoding)."""
   batches = input_pipeline.eval_batches(
       source, config.eval_split,
       batch_size=distributed.host_batch_size(config.eval_batch_size or config.batch_size),
@@ -38,6 +43,8 @@ def evaluate_split(eval_step, params, source, config, mesh, *, ten_crop: bool,
       ten_crop=ten_crop, fast_decode=config.fast_decode, **distributed.hosts())
   totals = None
   for batch in batches:
+    if stop_requested and stop_requested():
+      return None
     sums = eval_step(params, distributed.global_batch(batch, mesh))
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
   totals = jax.device_get(totals)

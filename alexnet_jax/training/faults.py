@@ -59,6 +59,12 @@ class Preemption:
     else:
       self._event.set()
 
+  def asked(self) -> bool:
+    """Whether to leave an evaluation at once: one process, after a SIGTERM or a first Ctrl-C.
+    Several processes finish it (each of its batches is a collective, and JAX's service
+    agrees on training steps only) and stop at the step they agree on."""
+    return not self._multi and self._event.is_set()
+
   def reached(self, step: int) -> bool:
     if self._multi:
       return self._checkpoints.reached_preemption(step)
@@ -159,12 +165,13 @@ class RunGuard:
   """The training loop's fault handling and cleanup, as a context manager around the loop.
 
   Inside: `after_step` watches for non-finite steps, `stop_requested` says when a preemption
-  asks to save and stop. On the way out of an error: (one process) waits for the saves in
-  flight, then raises a fault the user can act on as an `errors.UserError` naming the last
-  complete checkpoint. Always: runs `closers` (the input stream, the metric writer) and closes
-  the checkpoints, waiting for every save first unless the run failed; a failed
-  multi-process run leaves the manager open, since another process may be gone and closing
-  would wait for it at a barrier until the timeout.
+  asks to save and stop, `stop_requested_now` whether an evaluation should stop midway. On
+  the way out of an error: (one process) waits for the saves in flight, then raises a fault
+  the user can act on as an `errors.UserError` naming the last complete checkpoint. Always:
+  runs `closers` (the input stream, the metric writer) and closes the checkpoints, waiting
+  for every save first unless the run failed; a failed multi-process run leaves the manager
+  open, since another process may be gone and closing would wait for it at a barrier until
+  the timeout.
   """
 
   def __init__(self, checkpoints: Checkpoints, workdir: str, step: int, *,
@@ -190,6 +197,10 @@ class RunGuard:
 
   def stop_requested(self, step: int) -> bool:
     return self._preemption.reached(step)
+
+  def stop_requested_now(self) -> bool:
+    """Whether an evaluation should stop before its next batch (`Preemption.asked`)."""
+    return self._preemption.asked()
 
   @property
   def stop_cause(self) -> str:

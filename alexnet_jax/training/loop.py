@@ -29,7 +29,7 @@ from alexnet_jax.data import input_pipeline, pixel_stats, sources
 from alexnet_jax.model import cpu_kernels
 from alexnet_jax.model import network as network_lib
 from alexnet_jax.model.normalization import Normalization
-from alexnet_jax.run import compilation_cache, distributed
+from alexnet_jax.run import compilation_cache, distributed, workdir_lock
 from alexnet_jax.run import checkpoints as checkpoints_lib
 from alexnet_jax.run.checkpoints import RunRecord
 from alexnet_jax.run.metric_writer import MetricWriter, ProgressReporter
@@ -100,9 +100,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, location: str, *,
   left off, and returns at once (after an evaluation) if the run is already complete. A
   resume logs each config field changed since the run's config.json, and refuses a change
   that breaks exact resumption (config_checks.FIXED_AT_RESUME) unless `allowed_changes`
-  names the field. Faults the user can act on raise an `errors.UserError` that says what
-  happened and where the run can resume."""
-  run = Run.set_up(config, location, allowed_changes)
+  names the field. Another run training in the same workdir stops this one before it writes
+  anything (run.workdir_lock). Faults the user can act on raise an `errors.UserError` that
+  says what happened and where the run can resume."""
+  config_checks.validate(config, jax.device_count())
+  workdir = Workdir(location)
+  workdir.check_usable()
+  with workdir_lock.held_for_run(workdir.path, config.workdir_lease_seconds) as lock:
+    return train_holding(config, workdir, lock, allowed_changes)
+
+
+def train_holding(config: ml_collections.ConfigDict, workdir: Workdir, lock,
+                  allowed_changes: tuple[str, ...]) -> dict[str, float]:
+  """train_and_evaluate's run, once this run holds its workdir (`lock`)."""
+  run = Run.set_up(config, workdir, lock, allowed_changes)
   state, record = restore(run.checkpoints, run.steps.initial_state, run.identity)
   step = int(jax.device_get(state.step))
   batches = training_stream(config, run.source, run.stats, record, step)
@@ -138,15 +149,13 @@ class Run:
   steps: Steps
   checkpoints: checkpoints_lib.Checkpoints
   identity: dict  # network.identity: what the checkpoints' parameters are of
+  lock: object  # run.workdir_lock's hold on the workdir
 
   @classmethod
-  def set_up(cls, config: ml_collections.ConfigDict, location: str,
+  def set_up(cls, config: ml_collections.ConfigDict, workdir: Workdir, lock,
              allowed_changes: tuple[str, ...]) -> Run:
-    """Checks the config (and, on a resume, its changes) before any data is read."""
+    """Checks, on a resume, the config's changes before any data is read."""
     mesh = distributed.data_mesh()
-    config_checks.validate(config, jax.device_count())
-    workdir = Workdir(location)
-    workdir.check_usable()
     if workdir.checkpoint_steps():
       config_checks.check_resume(workdir.saved_config(), config, str(workdir), allowed_changes)
     use_compilation_cache(config)
@@ -161,7 +170,7 @@ class Run:
                                               save_every=schedule.checkpoint_every)
     return cls(config, workdir, mesh, source, schedule, stats, normalization,
                Steps.build(config, source.num_classes, normalization, schedule, mesh),
-               checkpoints, network_lib.identity(config, source.num_classes))
+               checkpoints, network_lib.identity(config, source.num_classes), lock)
 
   def train(self, state: train_step.TrainState, batches, reporter: ProgressReporter,
             guard: faults.RunGuard) -> dict[str, float]:
@@ -169,6 +178,15 @@ class Run:
     evaluation."""
     step = first_step = int(jax.device_get(state.step))
     schedule, checkpoints, last_eval = self.schedule, self.checkpoints, {}
+    if first_step >= schedule.total_steps or (
+        0 < first_step and first_step % schedule.eval_every == 0
+        and not checkpoints.scored(first_step)):
+      # Already complete: report the final checkpoint. Or resumed from a checkpoint that a stop
+      # saved midway through its step's evaluation: run that evaluation now, where an
+      # uninterrupted run runs it (the plateau schedule counts it).
+      state, last_eval = self.evaluate_and_report(state, step, reporter, guard)
+      if last_eval is None:
+        return self.stopped(step, guard, {})
     while step < schedule.total_steps:
       asked = time.perf_counter()
       batch = next(batches)
@@ -176,33 +194,43 @@ class Run:
       state, metrics = self.steps.train(state, distributed.global_batch(batch, self.mesh))
       step += 1
       guard.after_step(step, metrics.pop('finite'))
+      self.lock.check()  # a run that lost its workdir to another stops before it writes
       reporter.after_step(step, metrics)
       scores = None
       if step % schedule.eval_every == 0 or step == schedule.total_steps:
-        state, last_eval = self.evaluate_and_report(state, step, reporter)
-        scores = {checkpoints_lib.BEST_METRIC: last_eval['eval_top1_error']}
+        state, evaluated = self.evaluate_and_report(state, step, reporter, guard)
+        if evaluated is not None:  # None: a stop cut it short, its checkpoint keeps no score
+          last_eval, scores = evaluated, {checkpoints_lib.BEST_METRIC:
+                                          evaluated['eval_top1_error']}
       stop = guard.stop_requested(step)
       if scores or stop or checkpoints.should_save(step):
         guard.check_before_save()  # a saved step is a checked one
         checkpoints.save(step, state, gathered_record(self.identity, batches), scores)
       if stop:
-        checkpoints.wait()
-        logging.warning('Stopped by %s at step %d; checkpoint saved in %s. Run the same '
-                        'command again to resume.', guard.stop_cause, step,
-                        checkpoints.directory)
-        return last_eval
-    if first_step >= schedule.total_steps:  # already complete: report the final checkpoint
-      state, last_eval = self.evaluate_and_report(state, step, reporter)
+        return self.stopped(step, guard, last_eval)
+    return last_eval
+
+  def stopped(self, step: int, guard: faults.RunGuard,
+              last_eval: dict[str, float]) -> dict[str, float]:
+    """Ends a run that `guard` asked to stop at `step`, whose checkpoint is saved or being
+    saved; returns `last_eval`."""
+    self.checkpoints.wait()
+    logging.warning('Stopped by %s at step %d; checkpoint saved in %s. Run the same command '
+                    'again to resume.', guard.stop_cause, step, self.checkpoints.directory)
     return last_eval
 
   def evaluate_and_report(self, state: train_step.TrainState, step: int,
-                          reporter: ProgressReporter
-                          ) -> tuple[train_step.TrainState, dict[str, float]]:
+                          reporter: ProgressReporter, guard: faults.RunGuard
+                          ) -> tuple[train_step.TrainState, dict[str, float] | None]:
     """Scores the state on the eval split and reports it; with the plateau schedule, the
-    state with its plateau bookkeeping advanced."""
+    state with its plateau bookkeeping advanced. None, and the state as it was, when `guard`
+    asks to stop midway (one process: `RunGuard.stop_requested_now`)."""
     config = self.config
     result = evaluation.evaluate_split(self.steps.eval, state.params, self.source, config,
-                                       self.mesh, ten_crop=config.ten_crop_eval)
+                                       self.mesh, ten_crop=config.ten_crop_eval,
+                                       stop_requested=guard.stop_requested_now)
+    if result is None:
+      return state, None
     if config.lr_schedule == 'plateau':
       state = self.steps.plateau_update(state, result['eval_top1_error'])
     view = evaluation.VIEWS['ten_crop' if config.ten_crop_eval else 'centre']
