@@ -98,6 +98,11 @@ def test_a_local_lock_names_its_holder_and_is_removed_with_a_directory_it_made(t
   lock = workdir_lock.acquire(files.path(tmp_path / 'old'), 60)
   lock.release()
   assert os.listdir(tmp_path / 'old') == []
+  # A path that cannot be a lock file is the workdir's problem, not storage's.
+  (tmp_path / 'odd' / 'lock.json').mkdir(parents=True)
+  with pytest.raises(WorkdirError, match=re.escape(
+      f'cannot lock {tmp_path}/odd/lock.json ([Errno 21] Is a directory')):
+    workdir_lock.acquire(files.path(tmp_path / 'odd'), 60)
 
 
 PROCESS_OF_TWO = """

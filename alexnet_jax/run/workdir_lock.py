@@ -280,14 +280,19 @@ class NoLock:
 
 
 def acquire(workdir: epath.Path, lease_seconds: float) -> LocalLock | ObjectLease:
-  """This process's hold on `workdir`: WorkdirError naming the holder if another has it,
-  StorageError if the store cannot be reached."""
+  """This process's hold on `workdir`: WorkdirError naming the holder if another has it, or
+  if a local lock file cannot be made and locked; StorageError if the store cannot be
+  reached."""
   lock = ObjectLease(workdir, lease_seconds) if files.is_url(workdir) else LocalLock(workdir)
   try:
     lock.acquire()
   except UserError:
     raise
-  except Exception as error:  # noqa: BLE001  (storage refused or unreachable)
+  except Exception as error:  # noqa: BLE001  (storage refused or unreachable; a file system)
+    if isinstance(lock, LocalLock):  # a local disk is no storage fault: release() runs
+      raise WorkdirError(f'cannot lock {workdir / LOCK_FILE} ({in_one_line(error)}). Give '
+                         f'--workdir a directory whose file system takes a file and its lock '
+                         f'(flock), or remove what is in that path\'s way.') from error
     raise StorageError(f'cannot take the lease {workdir / LOCK_FILE} of the workdir '
                        f'({in_one_line(error)}). Check the storage, then run the same command '
                        f'again.') from error
