@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import subprocess
 import tempfile
 
 import pytest
@@ -70,3 +71,16 @@ def gcs(tmp_path_factory):
   emulator.stop()
   os.environ.clear()
   os.environ.update(saved)
+
+
+@pytest.fixture(scope='session')
+def python313():
+  """Python 3.13, the Python of Colab's runtimes, as these machines and CI's have it:
+  $PYTHON313, else pyenv's 3.13.0."""
+  path = os.environ.get('PYTHON313')
+  if not path:
+    root = subprocess.run(['pyenv', 'root'], capture_output=True, text=True, check=False)
+    path = os.path.join(root.stdout.strip(), 'versions', '3.13.0', 'bin', 'python3')
+  if not os.path.exists(path):
+    pytest.skip(f'Python 3.13 is not at {path} (set $PYTHON313)')
+  return path
