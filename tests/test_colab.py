@@ -15,7 +15,7 @@ machine whose GPU is gone. The kernel imports numpy as it starts, as Colab's doe
 - TPU: TensorFlow's CPU build comes in without downgrading h5py, libtpu is the one jax's
   `tpu` extra names, and the notebook stops before training: no TPU answers.
 
-Slow (about 8 minutes; the packages come from pip's cache after the first run).
+Slow (about 7 minutes; the packages come from pip's cache after the first run).
 """
 
 import glob

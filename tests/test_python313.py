@@ -7,7 +7,6 @@ versions. Slow (about 4 minutes, the install from pip's cache included)."""
 import os
 import re
 import subprocess
-import sys
 
 import pytest
 
@@ -27,10 +26,10 @@ def test_the_pinned_set_passes_the_core_tests_on_python_3_13(python313, tmp_path
   # Its own compilation cache (tests/conftest.py) and XLA:CPU's kernels, as a user's run has.
   env = {k: v for k, v in os.environ.items()
          if k not in ('JAX_COMPILATION_CACHE_DIR', 'XLA_FLAGS', 'PYTEST_ADDOPTS')}
-  result = subprocess.run(
+  version = subprocess.run(
       [venv / 'bin' / 'python', '-c', 'import sys; print(sys.version.split()[0])'],
-      capture_output=True, text=True, check=True)
-  assert result.stdout.startswith('3.13.')
+      capture_output=True, text=True, check=True).stdout.strip()
+  assert version.startswith('3.13.'), version
   result = subprocess.run([venv / 'bin' / 'python', '-m', 'pytest', '-q', '-p',
                            'no:cacheprovider', *FILES], cwd=ROOT, env=env, capture_output=True,
                           text=True, check=False, timeout=1200)
@@ -38,4 +37,4 @@ def test_the_pinned_set_passes_the_core_tests_on_python_3_13(python313, tmp_path
   assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
   # Every test ran: a skip would hide a missing package on 3.13.
   assert re.fullmatch(r'\d+ passed, \d+ deselected(, \d+ warnings?)? in .*', summary), summary
-  print(sys.version, '->', summary)
+  print(f'Python {version}: {summary}')
