@@ -24,6 +24,7 @@ import tempfile
 # Distributions the install sets to the pinned jax's versions whatever the runtime has: the
 # rest of the runtime may only move up.
 JAX_DISTRIBUTIONS = re.compile(r'^(jax|jaxlib|jax-cuda\d+-(plugin|pjrt)|libtpu)$')
+CUDA_PLUGIN = re.compile(r'jax-(cuda\d+)-plugin')
 
 
 class SetupError(Exception):
@@ -51,12 +52,17 @@ def tested_pins(repo_dir):
   return pins
 
 
+def cuda_plugin(installed):
+  """The name of the runtime's CUDA plugin of jax (jax-cuda12-plugin on Colab), or None."""
+  return next((name for name in sorted(installed) if CUDA_PLUGIN.fullmatch(name)), None)
+
+
 def accelerator(installed, nvidia_smi):
   """'tpu', 'gpu' or 'cpu': what the runtime was set up for. Colab's TPU image is the one
   with libtpu; its GPU image has nvidia-smi and a CUDA plugin of jax."""
   if 'libtpu' in installed:
     return 'tpu'
-  if nvidia_smi or any(re.fullmatch(r'jax-cuda\d+-plugin', name) for name in installed):
+  if nvidia_smi or cuda_plugin(installed):
     return 'gpu'
   return 'cpu'
 
@@ -65,11 +71,8 @@ def cuda_flavour(installed):
   """The runtime's CUDA major version for jax's plugin: that of the plugin it has (Colab:
   cuda12, whose CUDA libraries its torch shares), else 12, which also runs on CUDA 13
   drivers."""
-  for name in sorted(installed):
-    match = re.fullmatch(r'jax-(cuda\d+)-plugin', name)
-    if match:
-      return match.group(1)
-  return 'cuda12'
+  plugin = cuda_plugin(installed)
+  return CUDA_PLUGIN.fullmatch(plugin).group(1) if plugin else 'cuda12'
 
 
 def requirements(repo_dir, accelerator_kind, installed, pins):
@@ -168,8 +171,11 @@ def install(repo_dir):
       return kind
     print('Installing:\n' + '\n'.join(
         f'  {name} {old or "(new)"} -> {new}' for name, old, new in todo))
-    # Read before pip replaces their files.
-    stale = {name: imported_modules(name) for name, old, _ in todo if old}
+    stale = {}  # {distribution: its imported modules}, read before pip replaces its files
+    for name, old, _ in todo:
+      modules = imported_modules(name) if old else []
+      if modules:
+        stale[name] = modules
     broken_before = pip_check()
     if pip('install', '--quiet', '-c', constraints, *wanted).returncode != 0:
       raise SetupError('pip install failed (its message is above). Fix: run this cell again.')
@@ -177,7 +183,6 @@ def install(repo_dir):
   print('pip check: ' + ('nothing newly broken.' if not newly_broken else
                          'newly broken by this install:\n  ' + '\n  '.join(newly_broken)))
   importlib.invalidate_caches()
-  stale = {name: modules for name, modules in stale.items() if modules}
   if stale:
     print('This kernel had already imported ' + ', '.join(
         f'{name} ({", ".join(modules[:3])})' for name, modules in sorted(stale.items())) +
@@ -206,8 +211,8 @@ def check_backend(kind, backend, full_size):
       why = 'no GPU answers: nvidia-smi says ' + (
           repr(said[0]) if said else f'nothing, exit status {answer.returncode}')
     else:
-      plugin = next((f'{name} {version}' for name, version in sorted(installed.items())
-                     if re.fullmatch(r'jax-cuda\d+-plugin', name)), 'no CUDA plugin')
+      plugin = cuda_plugin(installed)
+      plugin = f'{plugin} {installed[plugin]}' if plugin else 'no CUDA plugin'
       why = f'jax {installed.get("jax")} with {plugin} did not start CUDA (its error is above)'
     raise SetupError(f'This is a GPU runtime, but jax runs on the {backend.upper()}: {why}. '
                      f'{fix}')

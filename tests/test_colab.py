@@ -22,9 +22,7 @@ import glob
 import json
 import os
 import re
-import shutil
 import subprocess
-import sys
 
 import pytest
 
@@ -33,9 +31,10 @@ nbclient = pytest.importorskip('nbclient')
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(ROOT, 'notebooks', 'alexnet_colab.ipynb')
-RUNTIMES = os.path.join(ROOT, 'tests', 'colab_runtimes')
-sys.path.insert(0, os.path.join(ROOT, 'notebooks'))
-import colab_setup  # noqa: E402  pylint: disable=wrong-import-position
+from packaging.version import Version  # noqa: E402
+
+from tests.test_colab_setup import colab_setup, runtime  # noqa: E402
+from tests.test_packaging import commit_working_tree  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -53,13 +52,6 @@ KERNEL_STACK = re.compile(r'^(ipykernel|ipython|ipython-genutils|jupyter.*|noteb
                           r'tornado|pyzmq|comm|debugpy|nest-asyncio|prompt-toolkit|jedi|parso|'
                           r'pexpect|matplotlib-inline|pip|setuptools|wheel)$')
 STEPS = 6
-
-
-def runtime_versions(kind):
-  """{canonical name: version} of Colab's published runtime."""
-  with open(os.path.join(RUNTIMES, f'{kind}.txt')) as f:
-    return {colab_setup.canonical(name): version for name, version in
-            re.findall(r'^([A-Za-z0-9_.-]+)==(\S+)$', f.read(), re.M)}
 
 
 def pinned(name):
@@ -86,7 +78,7 @@ def pip_check(venv):
 
 
 def build_runtime(kind, venv, python):
-  versions = runtime_versions(kind)
+  versions = runtime(kind)
   run([python, '-m', 'venv', venv])
   pip = [f'{venv}/bin/python', '-m', 'pip', 'install', '-q']
   run(pip + [f'pip=={versions["pip"]}'])
@@ -118,21 +110,7 @@ def build_runtime(kind, venv, python):
 @pytest.fixture(scope='module')
 def repo_url(tmp_path_factory):
   """A git URL of this working tree (uncommitted changes too), as a user's fork would be."""
-  repo = tmp_path_factory.mktemp('fork') / 'alexnet-jax'
-  files = run(['git', 'ls-files', '-co', '--exclude-standard', '-z'], cwd=ROOT).split('\0')
-  for name in filter(None, files):
-    source = os.path.join(ROOT, name)
-    if os.path.isfile(source) and not os.path.islink(source):
-      os.makedirs(os.path.dirname(repo / name), exist_ok=True)
-      shutil.copy2(source, repo / name)
-    elif os.path.islink(source):
-      os.makedirs(os.path.dirname(repo / name), exist_ok=True)
-      os.symlink(os.readlink(source), repo / name)
-  for command in (['git', 'init', '-q'], ['git', 'add', '-A'],
-                  ['git', '-c', 'user.name=test', '-c', 'user.email=test@localhost', 'commit',
-                   '-q', '-m', 'fork']):
-    run(command, cwd=repo)
-  return f'file://{repo}'
+  return f'file://{commit_working_tree(tmp_path_factory.mktemp("fork") / "alexnet-jax")}'
 
 
 class Runtime:
@@ -204,9 +182,7 @@ def assert_installed_as_tested(runtime):
   assert after['jax'] == after['jaxlib'] == pins['jax'], after['jax']
   downgraded = {name: (version, after.get(name)) for name, version in runtime.before.items()
                 if not colab_setup.JAX_DISTRIBUTIONS.match(name)
-                and after.get(name) != version and
-                [int(x) for x in re.findall(r'\d+', after.get(name, '0'))] <
-                [int(x) for x in re.findall(r'\d+', version)]}
+                and Version(after.get(name, '0')) < Version(version)}
   assert not downgraded
   assert pip_check(runtime.venv) <= runtime.broken_before
   return after

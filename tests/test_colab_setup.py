@@ -14,7 +14,11 @@ sys.path.insert(0, os.path.join(ROOT, 'notebooks'))
 import colab_setup  # noqa: E402  pylint: disable=wrong-import-position
 
 
+RUNTIMES = ('cpu', 'gpu', 'tpu')
+
+
 def runtime(kind):
+  """{canonical name: version} of Colab's published runtime `kind`."""
   with open(os.path.join(ROOT, 'tests', 'colab_runtimes', f'{kind}.txt')) as f:
     return {colab_setup.canonical(name): version for name, version in
             re.findall(r'^([A-Za-z0-9_.-]+)==(\S+)$', f.read(), re.M)}
@@ -44,7 +48,7 @@ def test_each_runtime_is_known_by_what_it_has(kind, nvidia_smi):
 def test_each_runtime_gets_the_pinned_jax_with_its_own_plugin_and_keeps_its_tensorflow(pins):
   version = pins['jax']
   asked = {kind: colab_setup.requirements('/repo', kind, runtime(kind), pins)
-           for kind in ('cpu', 'gpu', 'tpu')}
+           for kind in RUNTIMES}
   assert asked == {
       # Colab's TensorFlow (GPU and CPU) is kept: TFDS only; no TensorFlow on the TPU: its CPU
       # build. matplotlib is on every runtime.

@@ -2,7 +2,6 @@
 pyproject.toml's dependencies can't drift from the versions requirements*.txt pin."""
 
 import ast
-import glob
 import json
 import importlib.metadata
 import os
@@ -17,6 +16,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
+
+from tests.test_colab_setup import RUNTIMES, runtime
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = 'alexnet_jax'
@@ -123,15 +124,21 @@ def test_wheel_holds_every_module_and_nothing_else(wheel):
   assert re.search(r'^Name: alexnet-jax$', metadata, re.M)
 
 
-def test_a_wheel_from_a_git_url_holds_the_same_files(wheel, tmp_path):
-  """`pip install git+URL` builds from a clone, where alexnet_jax/configs is the committed
-  link: its wheel holds the same files as the checkout's, the configs among them."""
-  repo = tmp_path / 'repo'
+def commit_working_tree(repo):
+  """A git repository at `repo` whose one commit is the working tree, uncommitted changes
+  included: what `git+URL` or a clone of a user's fork gives."""
   shutil.copytree(ROOT, repo, symlinks=True, ignore=shutil.ignore_patterns(
       '.git', '.venv', '__pycache__', '.pytest_cache', 'build', '*.egg-info', 'workdir', '.whl'))
   git = ['git', '-C', str(repo), '-c', 'user.name=test', '-c', 'user.email=test@localhost']
   for command in (['init', '-q'], ['add', '-A'], ['commit', '-q', '-m', 'tree']):
     subprocess.run(git + command, check=True, capture_output=True, timeout=120)
+  return repo
+
+
+def test_a_wheel_from_a_git_url_holds_the_same_files(wheel, tmp_path):
+  """`pip install git+URL` builds from a clone, where alexnet_jax/configs is the committed
+  link: its wheel holds the same files as the checkout's, the configs among them."""
+  repo = commit_working_tree(tmp_path / 'repo')
   out = tmp_path / 'wheel'
   result = subprocess.run(
       [sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '--no-index',
@@ -206,10 +213,9 @@ def colab_versions():
   which tests/test_colab.py builds and runs the notebook in. tensorflow-cpu is TensorFlow's
   CPU build of the same code, under another name."""
   versions = {}
-  for path in glob.glob(os.path.join(ROOT, 'tests', 'colab_runtimes', '*.txt')):
-    with open(path) as f:
-      for name, version in re.findall(r'^([A-Za-z0-9_.-]+)==(\S+)$', f.read(), re.M):
-        versions.setdefault(canonicalize_name(name), set()).add(version)
+  for kind in RUNTIMES:
+    for name, version in runtime(kind).items():
+      versions.setdefault(name, set()).add(version)
   versions['tensorflow-cpu'] = versions.get('tensorflow', set())
   return versions
 
